@@ -1,0 +1,3 @@
+from ripdep.cli import main
+
+main()

@@ -1,0 +1,81 @@
+"""One error type for everything ripdep refuses or fails at, with a stable code and exit status.
+
+Exit statuses are part of the interface (docs/exit-codes.md); never renumber them.
+"""
+
+from __future__ import annotations
+
+# exit status per failure class
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug or an unexpected host error: report it
+EXIT_BAD_INPUT = 2  # name, manifest, flags, env values: nothing was changed
+EXIT_PRECONDITION = 3  # not root, systemd not PID 1, PostgreSQL/Caddy missing, host not initialised
+EXIT_HEALTH = 4  # the app did not answer its health check through Caddy
+EXIT_LOCKED = 5  # another ripdep run holds the app's lock
+EXIT_VALIDATION = 6  # a generated unit or Caddy config failed validation; the live one was kept
+EXIT_UNKNOWN_APP = 7  # the app is not managed by ripdep
+EXIT_APPLY = 8  # a host operation failed while applying (the message says what state the host is in)
+EXIT_CONFLICT = 9  # a user, group, role, database, unit or file of that name exists and is not ripdep's
+
+CODE_TO_EXIT = {
+    "internal": EXIT_INTERNAL,
+    "bad_input": EXIT_BAD_INPUT,
+    "precondition": EXIT_PRECONDITION,
+    "health_check_failed": EXIT_HEALTH,
+    "lock_held": EXIT_LOCKED,
+    "validation_failed": EXIT_VALIDATION,
+    "unknown_app": EXIT_UNKNOWN_APP,
+    "apply_failed": EXIT_APPLY,
+    "conflict": EXIT_CONFLICT,
+}
+
+
+class RipdepError(Exception):
+    """An error the operator can act on: message in their vocabulary, a hint for the next step."""
+
+    code = "internal"
+
+    def __init__(self, message: str, hint: str | None = None, details: list[str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details or []
+
+    @property
+    def exit_status(self) -> int:
+        return CODE_TO_EXIT[self.code]
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}
+
+
+class BadInput(RipdepError):
+    code = "bad_input"
+
+
+class PreconditionFailed(RipdepError):
+    code = "precondition"
+
+
+class HealthCheckFailed(RipdepError):
+    code = "health_check_failed"
+
+
+class LockHeld(RipdepError):
+    code = "lock_held"
+
+
+class ValidationFailed(RipdepError):
+    code = "validation_failed"
+
+
+class UnknownApp(RipdepError):
+    code = "unknown_app"
+
+
+class ApplyFailed(RipdepError):
+    code = "apply_failed"
+
+
+class Conflict(RipdepError):
+    code = "conflict"

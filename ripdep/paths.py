@@ -1,0 +1,111 @@
+"""Every on-host path ripdep owns, in one object (docs/architecture.md has the table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path = Path("/")
+
+    def _p(self, rel: str) -> Path:
+        return self.root / rel
+
+    # host-wide
+    @property
+    def host_config(self) -> Path:
+        return self._p("etc/ripdep/ripdep.toml")
+
+    @property
+    def manifests(self) -> Path:
+        return self._p("etc/ripdep/apps")
+
+    @property
+    def secrets_root(self) -> Path:
+        return self._p("etc/ripdep/secrets")
+
+    @property
+    def env_root(self) -> Path:
+        return self._p("etc/ripdep/env")
+
+    @property
+    def state_root(self) -> Path:
+        return self._p("var/lib/ripdep/state")
+
+    @property
+    def apps_state_root(self) -> Path:
+        return self._p("var/lib/ripdep/apps")
+
+    @property
+    def code_root(self) -> Path:
+        return self._p("srv/ripdep")
+
+    @property
+    def units(self) -> Path:
+        return self._p("etc/systemd/system")
+
+    @property
+    def caddyfile(self) -> Path:
+        return self._p("etc/caddy/Caddyfile")
+
+    @property
+    def caddy_paths(self) -> Path:
+        return self._p("etc/caddy/ripdep/paths")
+
+    @property
+    def caddy_hosts(self) -> Path:
+        return self._p("etc/caddy/ripdep/hosts")
+
+    @property
+    def caddy_staging(self) -> Path:
+        # outside the imported folders: Caddy 2.6 imports dotfiles and chokes on empty files
+        return self._p("etc/caddy/ripdep/staging")
+
+    @property
+    def caddy_admin_dir(self) -> Path:
+        # Caddy's RuntimeDirectory (caddy:caddy 0700): apps cannot enter it
+        return self._p("run/caddy")
+
+    @property
+    def caddy_admin_socket(self) -> Path:
+        return self.caddy_admin_dir / "admin.sock"
+
+    @property
+    def locks(self) -> Path:
+        return self._p("run/ripdep/locks")
+
+    # per app
+    def manifest(self, app: str) -> Path:
+        return self.manifests / f"{app}.toml"
+
+    def state(self, app: str) -> Path:
+        return self.state_root / f"{app}.toml"
+
+    def secrets(self, app: str) -> Path:
+        return self.secrets_root / app
+
+    def env_file(self, app: str) -> Path:
+        return self.env_root / f"{app}.env"
+
+    def app_state_dir(self, app: str) -> Path:
+        return self.apps_state_root / app
+
+    def code(self, app: str) -> Path:
+        return self.code_root / app
+
+    def unit_name(self, app: str) -> str:
+        return f"ripdep-{app}.service"
+
+    def unit(self, app: str) -> Path:
+        return self.units / self.unit_name(app)
+
+    def path_snippet(self, app: str) -> Path:
+        return self.caddy_paths / f"{app}.caddy"
+
+    def host_snippet(self, app: str) -> Path:
+        return self.caddy_hosts / f"{app}.caddy"
+
+
+PATHS = Paths()
