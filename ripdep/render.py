@@ -1,0 +1,169 @@
+"""Pure rendering: manifest + allocated facts in, exact file bytes out. No host access here.
+
+Templates live in units/ and caddy/ (shipped inside the package as ripdep/templates/...). Values are
+validated in names.py/spec.py and quoted here for the one syntax they land in.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from ripdep.errors import PreconditionFailed, ValidationFailed
+from ripdep.paths import PATHS, Paths
+from ripdep.spec import AppSpec
+
+TEMPLATE_FILES = ("units/app.service.j2", "caddy/path.caddy.j2", "caddy/host.caddy.j2")
+MARKER = "# managed by ripdep: app {app}"  # first line of every file ripdep writes for an app
+
+
+def template_root() -> Path:
+    """Where units/ and caddy/ are: $RIPDEP_TEMPLATES, the installed package data, or the checkout."""
+    override = os.environ.get("RIPDEP_TEMPLATES")
+    if override:
+        return Path(override)
+    packaged = Path(__file__).parent / "templates"
+    if (packaged / "units").is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent  # running from a source checkout
+
+
+def check_templates() -> Path:
+    root = template_root()
+    missing = [f for f in TEMPLATE_FILES if not (root / f).is_file()]
+    if missing:
+        raise PreconditionFailed(
+            f"template {root / missing[0]} is missing",
+            hint="reinstall ripdep (sudo ./install.sh) or fix RIPDEP_TEMPLATES",
+        )
+    return root
+
+
+@cache
+def _jinja(root: str):
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_template(name: str, **context) -> str:
+    import jinja2
+
+    root = check_templates()
+    try:
+        return _jinja(str(root)).get_template(name).render(**context)
+    except jinja2.TemplateError as e:
+        raise ValidationFailed(f"template {root / name} is broken: {e}", hint="fix or reinstall the template") from None
+
+
+# --- quoting for the syntaxes values land in ------------------------------------------------
+
+def systemd_word(word: str) -> str:
+    """One argv word for ExecStart=: double-quoted, with systemd's specifier and variable expansion
+    disabled (% -> %%, $ -> $$), so the app receives exactly the word from the manifest."""
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
+def env_file_value(value: str) -> str:
+    """A value for EnvironmentFile=: inside double quotes systemd unescapes exactly \\ " ` $ and
+    keeps everything else (newlines included) literally, and expands neither $VAR nor %x."""
+    out = value
+    for ch in ("\\", '"', "`", "$"):
+        out = out.replace(ch, "\\" + ch)
+    return f'"{out}"'
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """The inverse of render_env_file for files ripdep wrote (used to mask and diff them)."""
+    result: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in "#\n":
+            i = text.find("\n", i) + 1 or n
+            continue
+        eq = text.index("=", i)
+        key = text[i:eq]
+        i = eq + 2  # skip ="
+        value = []
+        while text[i] != '"':
+            if text[i] == "\\" and text[i + 1] in '\\"`$':
+                i += 1
+            value.append(text[i])
+            i += 1
+        result[key] = "".join(value)
+        i += 2  # closing quote and newline
+    return result
+
+
+# --- the files -------------------------------------------------------------------------------
+
+def render_unit(spec: AppSpec, paths: Paths = PATHS) -> str:
+    start = list(spec.start)
+    if "/" in start[0] and not start[0].startswith("/"):
+        start[0] = str(paths.code(spec.name) / start[0])  # ./run.sh is relative to the code folder
+    return render_template(
+        "units/app.service.j2",
+        marker=MARKER.format(app=spec.name),
+        app=spec.name,
+        user=spec.user,
+        code_dir=str(paths.code(spec.name)),
+        env_file=str(paths.env_file(spec.name)),
+        exec_start=" ".join(systemd_word(w) for w in start),
+        profile=spec.profile,
+        database=spec.database,
+        limits=spec.limits,
+    )
+
+
+def render_snippet(spec: AppSpec, port: int) -> str:
+    template = "caddy/host.caddy.j2" if spec.route.host else "caddy/path.caddy.j2"
+    return render_template(
+        template,
+        marker=MARKER.format(app=spec.name),
+        app=spec.name,
+        port=port,
+        path=spec.route.path,
+        mount=spec.mount_path,
+        host=spec.route.host,
+        tls=spec.route.tls,
+    )
+
+
+def app_environment(spec: AppSpec, port: int) -> dict[str, str]:
+    """The non-secret variables every app gets, then the manifest's env."""
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "MOUNT_PATH": spec.mount_path,
+    }
+    if spec.database:
+        env["DATABASE_URL"] = f"postgresql:///{spec.database_name}?host=/run/postgresql"
+    env.update(spec.env)
+    return env
+
+
+def render_env_file(app: str, env: dict[str, str], secrets: dict[str, str]) -> str:
+    lines = [MARKER.format(app=app)]
+    for key, value in list(env.items()) + sorted(secrets.items()):
+        lines.append(f"{key}={env_file_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def mask_env_file(text: str, secret_keys: set[str]) -> str:
+    """The env file as it may be shown (diff, JSON): secret values replaced by a fixed mask."""
+    try:
+        env = parse_env_file(text)
+    except (ValueError, IndexError):
+        return "(a file ripdep cannot parse; not shown, it may hold secrets)\n"
+    header = text.split("\n", 1)[0]
+    lines = [header] + [f"{k}={'********' if k in secret_keys else env_file_value(v)}" for k, v in env.items()]
+    return "\n".join(lines) + "\n"
