@@ -1,0 +1,183 @@
+"""`ripdep init`: prepare the host once (idempotent): folders, host settings, PostgreSQL's group role
+and pg_hba rules, Caddy's imports and admin socket. Each part reads first and changes only what differs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from ripdep.errors import PreconditionFailed, ValidationFailed
+from ripdep.host import fs, systemd
+from ripdep.host.postgres import APPS_GROUP, Postgres
+from ripdep.host.proc import run
+from ripdep.hostconfig import DEFAULT_TEXT, load_host_config
+from ripdep.paths import PATHS, Paths
+from ripdep.resources import Change, Step
+
+HBA_BEGIN = "# BEGIN ripdep: app roles reach only their own database (ripdep init)"
+HBA_END = "# END ripdep"
+HBA_BLOCK = f"""{HBA_BEGIN}
+local   sameuser        +{APPS_GROUP}                            peer
+local   all             +{APPS_GROUP}                            reject
+host    sameuser        +{APPS_GROUP}    all                     scram-sha-256
+host    all             +{APPS_GROUP}    all                     reject
+{HBA_END}
+"""
+CADDY_DROPIN = """# managed by ripdep: Caddy's admin socket lives in /run/caddy (caddy:caddy 0700), which apps cannot enter
+[Service]
+RuntimeDirectory=caddy
+RuntimeDirectoryMode=0700
+"""
+
+
+def folders(paths: Paths) -> list[tuple[Path, int]]:
+    return [
+        (paths.host_config.parent, 0o755), (paths.manifests, 0o750), (paths.secrets_root, 0o700),
+        (paths.env_root, 0o700), (paths.state_root.parent, 0o755), (paths.state_root, 0o700),
+        (paths.apps_state_root, 0o755), (paths.code_root, 0o755), (paths.caddy_paths.parent, 0o755),
+        (paths.caddy_paths, 0o755), (paths.caddy_hosts, 0o755), (paths.caddy_staging, 0o700),
+    ]
+
+
+def check_services(bus) -> None:
+    for unit, package in (("postgresql.service", "postgresql"), ("caddy.service", "caddy")):
+        state = bus.read_unit(unit)
+        if state.load_state != "loaded":
+            raise PreconditionFailed(f"{unit} is not installed", hint=f"apt-get install {package} (or sudo ./install.sh)")
+        if state.active_state != "active":
+            raise PreconditionFailed(f"{unit} is {state.active_state}, not running",
+                                     hint=f"systemctl enable --now {unit}")
+    if not shutil.which("caddy"):
+        raise PreconditionFailed("the caddy command is missing", hint="apt-get install caddy")
+
+
+def with_hba_block(text: str) -> str:
+    """pg_hba.conf with ripdep's block above the distribution's first rule (pg_hba is first-match)."""
+    lines = text.splitlines(keepends=True)
+    if HBA_BEGIN + "\n" in lines:
+        start = lines.index(HBA_BEGIN + "\n")
+        end = next(i for i in range(start, len(lines)) if lines[i].strip() == HBA_END)
+        del lines[start:end + 1]
+    first_rule = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")),
+                      len(lines))
+    lines.insert(first_rule, HBA_BLOCK)
+    return "".join(lines)
+
+
+def admin_line(paths: Paths) -> str:
+    return f"admin unix/{paths.caddy_admin_socket}"
+
+
+def with_caddy_imports(text: str, site: str, paths: Paths) -> str:
+    """The operator's Caddyfile plus: admin on a unix socket (global options), the path-route import
+    inside `site`, the host-route import at the top level. Everything else stays as it was."""
+    admin = admin_line(paths)
+    paths_import = f"import {paths.caddy_paths}/*.caddy"
+    hosts_import = f"import {paths.caddy_hosts}/*.caddy"
+    lines = text.splitlines(keepends=True)
+    if admin not in text:
+        first = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith("#")), None)
+        if first is not None and lines[first].strip() == "{":
+            block_end = next(i for i in range(first, len(lines)) if lines[i].rstrip() == "}")
+            if any(l.strip().startswith("admin") for l in lines[first:block_end]):
+                raise PreconditionFailed("the Caddyfile's global options already set 'admin'",
+                                         hint=f"replace it with '{admin}' so apps cannot reach the admin API")
+            lines.insert(first + 1, f"\t{admin}  # ripdep: admin API off TCP, apps cannot reach it\n")
+        else:
+            lines[0:0] = ["# ripdep: Caddy's admin API on a unix socket that apps cannot reach\n",
+                          "{\n", f"\t{admin}\n", "}\n", "\n"]
+    if paths_import not in text:
+        pattern = re.compile(rf"^\s*{re.escape(site)}\s*\{{\s*$")
+        at = next((i for i, l in enumerate(lines) if pattern.match(l.rstrip("\n"))), None)
+        if at is None:
+            raise PreconditionFailed(f"no site block '{site} {{' in {paths.caddyfile} to carry path routes",
+                                     hint="set caddy_path_site in /etc/ripdep/ripdep.toml to an existing site address")
+        lines.insert(at + 1, f"\t{paths_import}  # ripdep: path routes\n")
+    if hosts_import not in text:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(f"\n{hosts_import}  # ripdep: host routes\n")
+    return "".join(lines)
+
+
+def validate_caddyfile(text: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="ripdep-init.") as tmp:
+        candidate = Path(tmp) / "Caddyfile"
+        candidate.write_text(text)
+        result = run(["caddy", "adapt", "--config", str(candidate), "--adapter", "caddyfile", "--validate"],
+                     check=False, env={"HOME": tmp})
+        if result.returncode != 0:
+            raise ValidationFailed("the Caddyfile with ripdep's imports does not validate; it was not changed",
+                                   details=result.stderr.strip().splitlines()[-10:])
+
+
+def init_folders(paths: Paths) -> Step:
+    changes = [Change(f"folder:{p}", "create", f"ensure {p} mode {mode:04o}")
+               for p, mode in folders(paths) if fs.ensure_dir(p, mode=mode)]
+    if fs.read_file(paths.host_config).content is None:
+        fs.write_file(paths.host_config, DEFAULT_TEXT.encode(), mode=0o644)
+        changes.append(Change("config:ripdep.toml", "create", f"write {paths.host_config}"))
+    return Step("host:folders", changes, str(paths.host_config))
+
+
+def init_postgres(pg: Postgres) -> Step:
+    changes = []
+    if pg.ensure_group_role():
+        changes.append(Change(f"role:{APPS_GROUP}", "create", f"create group role {APPS_GROUP}"))
+    hba = Path(pg.hba_file())
+    current = hba.read_text()
+    wanted = with_hba_block(current)
+    if wanted != current:
+        st = hba.stat()
+        fs.write_file(hba, wanted.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+        pg.reload_config()
+        errors = pg.hba_errors()
+        if errors:
+            fs.write_file(hba, current.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+            pg.reload_config()
+            raise ValidationFailed(f"{hba} with ripdep's rules has errors; the previous file was restored", details=errors)
+        changes.append(Change("pg_hba:ripdep", "update", f"add ripdep's rules to {hba} and reload PostgreSQL"))
+    return Step("postgresql:host", changes, f"app roles confined by {hba}")
+
+
+def init_caddy(paths: Paths, site: str) -> Step:
+    changes = []
+    dropin = paths.units / "caddy.service.d" / "ripdep.conf"
+    if fs.read_file(dropin).content != CADDY_DROPIN.encode():
+        fs.write_file(dropin, CADDY_DROPIN.encode(), mode=0o644)
+        changes.append(Change("unit:caddy.service", "update", f"write {dropin} (admin socket folder)"))
+    current = paths.caddyfile.read_text()
+    wanted = with_caddy_imports(current, site, paths)
+    if wanted != current:
+        validate_caddyfile(wanted)
+        st = paths.caddyfile.stat()
+        shutil.copy2(paths.caddyfile, paths.caddyfile.with_name("Caddyfile.before-ripdep"))
+        fs.write_file(paths.caddyfile, wanted.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+        changes.append(Change("caddy:Caddyfile", "update", f"add ripdep's imports and admin socket to {paths.caddyfile}"))
+    if changes:
+        # the admin endpoint moves and the runtime folder appears only with a restart, not a reload
+        systemd.daemon_reload()
+        systemd.systemctl("restart", "caddy.service")
+        changes.append(Change("service:caddy.service", "restart", "restart Caddy"))
+    return Step("caddy:host", changes, f"path routes in site '{site}', admin on {paths.caddy_admin_socket}")
+
+
+def init_host(paths: Paths = PATHS, progress=lambda step: None) -> list[Step]:
+    systemd.require_systemd()
+    bus = systemd.Bus()
+    pg = Postgres()
+    try:
+        check_services(bus)
+        steps = [init_folders(paths)]
+        progress(steps[-1])
+        host = load_host_config(paths)
+        steps.append(init_postgres(pg))
+        progress(steps[-1])
+        steps.append(init_caddy(paths, host.caddy_path_site))
+        progress(steps[-1])
+        return steps
+    finally:
+        pg.close()
+        bus.close()

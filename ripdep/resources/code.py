@@ -1,0 +1,118 @@
+"""code:NAME — the app's code copied from the manifest's source folder to /srv/ripdep/NAME.
+
+Owned by root with group NAME and no write bit for anyone but root: the app can read and execute its
+code, not change it; other apps cannot enter. "Changed" means the content hash of the source differs
+from the one recorded in the copy's marker file. The copy is built beside the live folder and
+swapped in by rename, so a crash leaves either the old or the new tree (and leftovers a rerun removes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from ripdep.context import Context
+from ripdep.errors import BadInput, Conflict
+from ripdep.host import fs
+from ripdep.resources import Change, Step
+
+MARKER_FILE = ".ripdep-managed"
+SKIP = {".git", "__pycache__", MARKER_FILE}
+
+
+def walk(source: Path):
+    """(relative path, lstat) of every entry below source, sorted, skipping VCS and caches."""
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP)
+        for name in sorted(dirnames + [f for f in filenames if f not in SKIP]):
+            full = Path(dirpath) / name
+            yield full.relative_to(source), os.lstat(full)
+
+
+def hash_tree(source: Path) -> str:
+    h = hashlib.sha256()
+    for rel, st in walk(source):
+        full = source / rel
+        h.update(str(rel).encode() + b"\0")
+        if stat.S_ISLNK(st.st_mode):
+            h.update(b"L" + os.readlink(full).encode())
+        elif stat.S_ISDIR(st.st_mode):
+            h.update(b"D")
+        elif stat.S_ISREG(st.st_mode):
+            h.update(b"X" if st.st_mode & 0o111 else b"F")
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def marker_text(app: str, digest: str) -> str:
+    return f"# managed by ripdep: app {app}\nsha256 {digest}\n"
+
+
+def copy_tree(source: Path, dest: Path, gid: int, app: str, digest: str) -> None:
+    os.mkdir(dest, 0o750)
+    os.chown(dest, 0, gid)
+    for rel, st in walk(source):
+        src, dst = source / rel, dest / rel
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), dst)
+            os.lchown(dst, 0, gid)
+        elif stat.S_ISDIR(st.st_mode):
+            os.mkdir(dst, 0o750)
+            os.chown(dst, 0, gid)
+            os.chmod(dst, 0o750)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(src, dst)
+            os.chown(dst, 0, gid)
+            os.chmod(dst, 0o750 if st.st_mode & 0o111 else 0o640)
+    fs.write_file(dest / MARKER_FILE, marker_text(app, digest).encode(), mode=0o640, gid=gid)
+
+
+def install(ctx: Context, digest: str) -> None:
+    import grp
+
+    root, app = ctx.paths.code_root, ctx.app
+    live, new, old = root / app, root / f".{app}.new", root / f".{app}.old"
+    fs.ensure_dir(root, mode=0o755)
+    for leftover in (new, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    copy_tree(ctx.spec.source, new, grp.getgrnam(app).gr_gid, app, digest)
+    if live.exists():
+        os.rename(live, old)
+    os.rename(new, live)
+    fs.fsync_dir(root)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_marker(live: Path) -> str | None:
+    content = fs.read_file(live / MARKER_FILE).content
+    return content.decode(errors="replace") if content is not None else None
+
+
+def diff_code(app: str, live_exists: bool, marker: str | None, digest: str) -> list[Change]:
+    rid = f"code:{app}"
+    if not live_exists:
+        return [Change(rid, "create", f"copy code to /srv/ripdep/{app}")]
+    if marker is None or not marker.startswith(f"# managed by ripdep: app {app}\n"):
+        raise Conflict(f"/srv/ripdep/{app} exists and was not written by ripdep")
+    if marker != marker_text(app, digest):
+        return [Change(rid, "update", f"copy changed code to /srv/ripdep/{app}")]
+    return []
+
+
+def plan(ctx: Context) -> Step:
+    source = ctx.spec.source
+    if not source.is_dir():
+        raise BadInput(f"manifest key 'source': {source} is not a folder")
+    digest = hash_tree(source)
+    live = ctx.paths.code(ctx.app)
+    changes = diff_code(ctx.app, live.is_dir(), read_marker(live), digest)
+    for c in changes:
+        c.run = lambda: install(ctx, digest)
+    ctx.code_hash = digest
+    return Step(f"code:{ctx.app}", changes, f"sha256 {digest[:12]}")

@@ -1,0 +1,53 @@
+"""A file ripdep owns: content, mode and owner are compared and corrected; a file at that path that
+does not start with ripdep's marker line is someone else's and is never overwritten."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ripdep.errors import Conflict
+from ripdep.host import fs
+from ripdep.resources import Change
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: Path
+    content: bytes
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    marker: str | None = None  # first line that proves the file is ripdep's
+    masked: bytes | None = None  # what a diff may show instead of content (secrets masked)
+
+
+def unified_diff(path: Path, old: bytes | None, new: bytes) -> str:
+    a = (old or b"").decode(errors="replace").splitlines(keepends=True)
+    b = new.decode(errors="replace").splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, f"{path} (live)" if old is not None else "/dev/null", f"{path} (new)"))
+
+
+def diff_file(rid: str, current: fs.FileState, want: DesiredFile, current_masked: bytes | None = None) -> list[Change]:
+    """Pure: the changes that turn `current` into `want` (without their `run`)."""
+    if current.content is None:
+        return [Change(rid, "create", f"create {want.path}", unified_diff(want.path, None, want.masked or want.content))]
+    if want.marker and not current.content.decode(errors="replace").startswith(want.marker):
+        raise Conflict(f"{want.path} exists and was not written by ripdep",
+                       hint="move it away, or pick another app name; ripdep never adopts files it did not create")
+    changes = []
+    if current.content != want.content:
+        old = current_masked if current_masked is not None else current.content
+        changes.append(Change(rid, "update", f"update {want.path}", unified_diff(want.path, old, want.masked or want.content)))
+    elif (current.mode, current.uid, current.gid) != (want.mode, want.uid, want.gid):
+        changes.append(Change(rid, "fix", f"set mode {want.mode:04o} owner {want.uid}:{want.gid} on {want.path}"))
+    return changes
+
+
+def plan_file(rid: str, want: DesiredFile, current_masked=None) -> list[Change]:
+    current = fs.read_file(want.path)
+    changes = diff_file(rid, current, want, current_masked(current) if current_masked and current.content else None)
+    for change in changes:
+        change.run = lambda: fs.write_file(want.path, want.content, mode=want.mode, uid=want.uid, gid=want.gid)
+    return changes

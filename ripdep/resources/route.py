@@ -1,0 +1,72 @@
+"""route:NAME — the app's Caddy snippet (path or host route), validated with the whole configuration
+before it goes live; reloaded only when something changed; rolled back if the reload fails."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ripdep import render
+from ripdep.context import Context
+from ripdep.errors import Conflict, RipdepError
+from ripdep.host import caddy, fs
+from ripdep.resources import Change, Step
+from ripdep.resources.file import unified_diff
+
+
+def desired_snippets(ctx: Context) -> dict:
+    """path -> wanted bytes (None = must not exist), for both kinds of route."""
+    text = render.render_snippet(ctx.spec, ctx.port).encode()
+    host = ctx.spec.route.host is not None
+    return {
+        ctx.paths.path_snippet(ctx.app): None if host else text,
+        ctx.paths.host_snippet(ctx.app): text if host else None,
+    }
+
+
+def plan(ctx: Context) -> Step:
+    rid = f"route:{ctx.app}"
+    marker = render.MARKER.format(app=ctx.app)
+    wanted = desired_snippets(ctx)
+    current = {p: fs.read_file(p).content for p in wanted}
+    changes = []
+    for path, want in wanted.items():
+        have = current[path]
+        if have is not None and not have.decode(errors="replace").startswith(marker):
+            raise Conflict(f"{path} exists and was not written by ripdep")
+        if have == want:
+            continue
+        action = "remove" if want is None else ("create" if have is None else "update")
+        changes.append(Change(rid, action, f"{action} {path}", unified_diff(path, have, want or b"")))
+    live_hash = hashlib.sha256(b"".join(w or b"-" for w in wanted.values())).hexdigest()
+    if changes:
+        caddy.validate({p: wanted[p] for p in wanted}, ctx.paths)  # before anything on the host changes
+        changes[-1].run = lambda: _swap_and_reload(ctx, wanted, current, live_hash)
+    elif ctx.state.caddy_hash != live_hash:
+        changes.append(Change(rid, "reload", "reload Caddy (the live config may predate the snippet)",
+                              run=lambda: _swap_and_reload(ctx, wanted, current, live_hash)))
+    return Step(rid, changes, f"{ctx.url}")
+
+
+def _write_all(ctx: Context, files: dict) -> None:
+    fs.ensure_dir(ctx.paths.caddy_staging, mode=0o700)
+    for path, content in files.items():
+        if content is None:
+            fs.remove_file(path)
+        else:
+            fs.ensure_dir(path.parent, mode=0o755)
+            fs.write_file(path, content, mode=0o644, tmp_dir=ctx.paths.caddy_staging)
+
+
+def _swap_and_reload(ctx: Context, wanted: dict, previous: dict, live_hash: str) -> None:
+    _write_all(ctx, wanted)
+    try:
+        caddy.reload(ctx.paths)
+    except RipdepError as e:
+        _write_all(ctx, previous)
+        try:
+            caddy.reload(ctx.paths)
+            e.message += "; the previous snippet was restored and Caddy reloaded with it"
+        except RipdepError:
+            e.message += "; restoring the previous snippet did not reload either: check `journalctl -u caddy`"
+        raise
+    ctx.record(caddy_hash=live_hash)

@@ -1,0 +1,44 @@
+"""unit:ripdep-NAME.service — the hardened unit file, verified and scored before it is written."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ripdep import render
+from ripdep.context import Context
+from ripdep.errors import ValidationFailed
+from ripdep.host import systemd
+from ripdep.resources import Step
+from ripdep.resources.file import DesiredFile, plan_file
+
+MAX_EXPOSURE = {"strict": 1.5, "jit": 1.5}
+
+
+def validate_unit(name: str, text: str, profile: str) -> float:
+    """systemd-analyze verify (any stderr fails) and the exposure gate; returns the score."""
+    with tempfile.TemporaryDirectory(prefix="ripdep-verify.") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        problems = systemd.verify_unit(str(path))
+        if problems:
+            raise ValidationFailed(f"unit {name} failed systemd-analyze verify; the live unit was kept",
+                                   hint="check the manifest's start command and the template units/app.service.j2",
+                                   details=problems)
+        score = systemd.security_score(str(path))
+    if score > MAX_EXPOSURE[profile]:
+        raise ValidationFailed(f"unit {name} scores {score} exposure, above {MAX_EXPOSURE[profile]} for "
+                               f"profile {profile!r}; the live unit was kept",
+                               hint="the template units/app.service.j2 lost hardening: see docs/hardening.md")
+    return score
+
+
+def plan(ctx: Context) -> Step:
+    text = render.render_unit(ctx.spec, ctx.paths)
+    ctx.unit_text = text
+    want = DesiredFile(ctx.paths.unit(ctx.app), text.encode(), 0o644, marker=render.MARKER.format(app=ctx.app))
+    changes = plan_file(f"unit:{ctx.unit_name}", want)
+    note = ""
+    if changes and changes[0].action != "fix":
+        note = f"exposure {validate_unit(ctx.unit_name, text, ctx.spec.profile)}"
+    return Step(f"unit:{ctx.unit_name}", changes, note)

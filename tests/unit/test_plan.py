@@ -1,0 +1,196 @@
+"""Pure planning: observed state in, changes out."""
+
+from pathlib import Path
+
+import pytest
+
+from ripdep import hostinit
+from ripdep.errors import Conflict, PreconditionFailed
+from ripdep.host.fs import FileState
+from ripdep.host.postgres import DatabaseState, RoleState
+from ripdep.host.systemd import UnitState
+from ripdep.host.users import NOLOGIN, UserState
+from ripdep.paths import Paths
+from ripdep.resources import code, database, service, user
+from ripdep.resources.file import DesiredFile, diff_file
+from ripdep.resources.port import pick_port
+
+HOME = "/var/lib/ripdep/apps/hello"
+
+
+def actions(changes):
+    return [c.action for c in changes]
+
+
+# --- user ---
+def test_user_absent_is_created():
+    assert actions(user.diff_user("hello", None, HOME, group_exists=False)) == ["create"]
+
+
+def test_user_ours_and_right_is_unchanged():
+    u = UserState("hello", 990, 990, "ripdep app hello", HOME, NOLOGIN, "hello")
+    assert user.diff_user("hello", u, HOME, True) == []
+
+
+def test_user_drift_is_corrected():
+    u = UserState("hello", 990, 990, "ripdep app hello", HOME, "/bin/bash", "hello")
+    assert actions(user.diff_user("hello", u, HOME, True)) == ["fix"]
+
+
+def test_foreign_user_or_group_is_never_adopted():
+    with pytest.raises(Conflict):
+        user.diff_user("hello", UserState("hello", 1000, 1000, "Hello Person", "/home/hello", "/bin/bash", "hello"), HOME, True)
+    with pytest.raises(Conflict):
+        user.diff_user("hello", None, HOME, group_exists=True)
+
+
+# --- role and database ---
+MARK = "managed by ripdep: app hello"
+
+
+def test_role():
+    assert actions(database.diff_role("hello", None)) == ["create"]
+    ok = RoleState("hello", True, False, False, False, True, MARK)
+    assert database.diff_role("hello", ok) == []
+    assert actions(database.diff_role("hello", RoleState("hello", True, True, False, False, True, MARK))) == ["fix"]
+    assert actions(database.diff_role("hello", RoleState("hello", True, False, False, False, False, MARK))) == ["fix"]
+    with pytest.raises(Conflict):
+        database.diff_role("hello", RoleState("hello", True, False, False, False, False, None))
+
+
+def test_database():
+    assert actions(database.diff_database("hello", None)) == ["create"]
+    assert database.diff_database("hello", DatabaseState("hello", "hello", MARK, False)) == []
+    assert actions(database.diff_database("hello", DatabaseState("hello", "hello", MARK, True))) == ["fix"]
+    # interrupted between CREATE DATABASE and COMMENT: owned by our role, so ours
+    assert actions(database.diff_database("hello", DatabaseState("hello", "hello", None, True))) == ["fix"]
+    with pytest.raises(Conflict):
+        database.diff_database("hello", DatabaseState("hello", "postgres", None, True))
+
+
+# --- files ---
+def test_file_create_update_fix_and_foreign():
+    want = DesiredFile(Path("/x/a.env"), b"# m\nA=1\n", 0o600, marker="# m")
+    assert actions(diff_file("env:a", FileState(None), want)) == ["create"]
+    assert diff_file("env:a", FileState(b"# m\nA=1\n", 0o600, 0, 0), want) == []
+    upd = diff_file("env:a", FileState(b"# m\nA=2\n", 0o600, 0, 0), want)
+    assert actions(upd) == ["update"] and "-A=2" in upd[0].diff and "+A=1" in upd[0].diff
+    assert actions(diff_file("env:a", FileState(b"# m\nA=1\n", 0o644, 0, 0), want)) == ["fix"]
+    with pytest.raises(Conflict):
+        diff_file("env:a", FileState(b"somebody else's\n", 0o600, 0, 0), want)
+
+
+def test_file_diff_shows_masked_content_only():
+    want = DesiredFile(Path("/x/a.env"), b"# m\nS=new-secret\n", 0o600, marker="# m", masked=b"# m\nS=********\n")
+    [change] = diff_file("env:a", FileState(b"# m\nS=old-secret\n", 0o600, 0, 0), want, b"# m\nS=********\n")
+    assert "secret" not in change.diff.replace("S=", "")
+
+
+# --- code ---
+def test_code_hash_and_diff(tmp_path):
+    (tmp_path / "a.py").write_text("print(1)\n")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x").write_text("ignored")
+    h1 = code.hash_tree(tmp_path)
+    (tmp_path / ".git" / "x").write_text("still ignored")
+    assert code.hash_tree(tmp_path) == h1
+    (tmp_path / "a.py").chmod(0o755)
+    h2 = code.hash_tree(tmp_path)
+    assert h2 != h1
+    assert actions(code.diff_code("hello", False, None, h2)) == ["create"]
+    assert code.diff_code("hello", True, code.marker_text("hello", h2), h2) == []
+    assert actions(code.diff_code("hello", True, code.marker_text("hello", h1), h2)) == ["update"]
+    with pytest.raises(Conflict):
+        code.diff_code("hello", True, None, h2)
+
+
+# --- service reactions ---
+def unit_state(active="active", need_reload=False, load="loaded"):
+    return UnitState(load, active, "running", "enabled", 42, 0, None, None, 0, need_reload)
+
+
+def test_first_deploy_starts_once():
+    changes = service.diff_service("u", "running", unit_state("inactive", load="not-found"), True, False, "", "h")
+    assert actions(changes) == ["enable", "daemon-reload", "start"]
+
+
+def test_no_change_run_does_nothing():
+    assert service.diff_service("u", "running", unit_state(), False, True, "h", "h") == []
+
+
+def test_changed_files_restart_once():
+    assert actions(service.diff_service("u", "running", unit_state(), True, True, "old", "new")) == ["daemon-reload", "restart"]
+    assert actions(service.diff_service("u", "running", unit_state(), False, True, "old", "new")) == ["restart"]
+
+
+def test_crashed_unit_is_started_and_systemd_reload_need_honoured():
+    assert actions(service.diff_service("u", "running", unit_state("failed"), False, True, "h", "h")) == ["start"]
+    assert actions(service.diff_service("u", "running", unit_state(need_reload=True), False, True, "h", "h")) == ["daemon-reload"]
+
+
+def test_desired_stopped_is_honoured():
+    assert service.diff_service("u", "stopped", unit_state("inactive"), False, False, "old", "new") == []
+    assert actions(service.diff_service("u", "stopped", unit_state("inactive"), True, False, "", "new")) == ["daemon-reload"]
+
+
+# --- ports ---
+def test_pick_port():
+    assert pick_port(20000, 20002, set()) == 20000
+    assert pick_port(20000, 20002, {20000, 20001}) == 20002
+    assert pick_port(20000, 20001, {20000, 20001}) is None
+
+
+# --- host init edits ---
+DEBIAN_CADDYFILE = """# The Caddyfile is an easy way to configure your Caddy web server.
+:80 {
+\t# Set this path to your site's directory.
+\troot * /usr/share/caddy
+\tfile_server
+}
+"""
+
+
+def test_caddyfile_edit_is_minimal_and_idempotent():
+    paths = Paths()
+    once = hostinit.with_caddy_imports(DEBIAN_CADDYFILE, ":80", paths)
+    assert hostinit.with_caddy_imports(once, ":80", paths) == once
+    assert "admin unix//run/caddy/admin.sock" in once
+    lines = once.splitlines()
+    i = lines.index(":80 {")
+    assert lines[i + 1].strip().startswith("import /etc/caddy/ripdep/paths/*.caddy")
+    assert lines[-1].startswith("import /etc/caddy/ripdep/hosts/*.caddy")
+    for original in DEBIAN_CADDYFILE.splitlines():
+        assert original in lines
+
+
+def test_caddyfile_with_existing_global_block():
+    text = "{\n\temail ops@example.com\n}\n:80 {\n\tfile_server\n}\n"
+    out = hostinit.with_caddy_imports(text, ":80", Paths())
+    assert out.startswith("{\n\tadmin unix//run/caddy/admin.sock")
+    assert "email ops@example.com" in out
+    with pytest.raises(PreconditionFailed, match="admin"):
+        hostinit.with_caddy_imports("{\n\tadmin localhost:2019\n}\n:80 {\n}\n", ":80", Paths())
+
+
+def test_caddyfile_without_the_path_site_is_refused():
+    with pytest.raises(PreconditionFailed, match="no site block"):
+        hostinit.with_caddy_imports("example.com {\n}\n", ":80", Paths())
+
+
+DEBIAN_HBA = """# comment
+local   all             postgres                                peer
+
+# TYPE  DATABASE        USER            ADDRESS                 METHOD
+local   all             all                                     peer
+host    all             all             127.0.0.1/32            scram-sha-256
+"""
+
+
+def test_pg_hba_block_goes_above_the_first_rule_once():
+    out = hostinit.with_hba_block(DEBIAN_HBA)
+    assert hostinit.with_hba_block(out) == out
+    rules = [l.split() for l in out.splitlines() if l.strip() and not l.startswith("#")]
+    assert rules[0] == ["local", "sameuser", "+ripdep_apps", "peer"]
+    assert rules[1] == ["local", "all", "+ripdep_apps", "reject"]
+    assert rules[2][:3] == ["host", "sameuser", "+ripdep_apps"] and rules[3][-1] == "reject"
+    assert rules[4] == ["local", "all", "postgres", "peer"]
