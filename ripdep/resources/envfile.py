@@ -46,6 +46,7 @@ def plan(ctx: Context) -> list[Step]:
     ctx.secrets = secrets
     env = render.app_environment(ctx.spec, ctx.port)
     text = render.render_env_file(ctx.app, env, {k: v.reveal() for k, v in secrets.items()})
+    ctx.env_text = text
     masked = render.mask_env_file(text, set(secrets))
     want = DesiredFile(ctx.paths.env_file(ctx.app), text.encode(), 0o600,
                        marker=render.MARKER.format(app=ctx.app), masked=masked.encode())
