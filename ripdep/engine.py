@@ -61,6 +61,7 @@ def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
     (except recording a newly allocated port, under the host lock, outside --check)."""
     steps = [manifest.plan(ctx.app, manifest_file, ctx.paths), user.plan(ctx)]
     steps += database.plan(ctx)
+    route.claim(ctx)
     steps.append(port.plan(ctx))
     steps += envfile.plan(ctx)
     steps.append(code.plan(ctx))

@@ -22,6 +22,7 @@ class AppState:
     port: int | None = None
     desired: str = "running"  # running | stopped
     started_hash: str = ""  # hash of unit+env+code the running process was (re)started with
+    route: str = ""  # the path ("/hello/") or "host:NAME" this app claims; unique on the host
     caddy_hash: str = ""  # hash of the snippet last loaded into Caddy successfully
     code_hash: str = ""
     last_change: str = ""  # UTC time of the last deploy that changed something

@@ -9,8 +9,10 @@ from ripdep import render
 from ripdep.context import Context
 from ripdep.errors import Conflict, RipdepError
 from ripdep.host import caddy, fs
+from ripdep.lock import host_lock
 from ripdep.resources import Change, Step
 from ripdep.resources.file import unified_diff
+from ripdep.state import all_states
 
 
 def desired_snippets(ctx: Context) -> dict:
@@ -21,6 +23,24 @@ def desired_snippets(ctx: Context) -> dict:
         ctx.paths.path_snippet(ctx.app): None if host else text,
         ctx.paths.host_snippet(ctx.app): text if host else None,
     }
+
+
+def route_key(ctx: Context) -> str:
+    return f"host:{ctx.spec.route.host}" if ctx.spec.route.host else ctx.spec.route.path
+
+
+def claim(ctx: Context) -> None:
+    """Refuse a path or host another app already claims (Caddy would silently shadow a duplicate
+    path); record the claim under the host lock so two parallel deploys cannot both take it."""
+    key = route_key(ctx)
+    with host_lock(ctx.paths):
+        owner = next((s.app for s in all_states(ctx.paths) if s.app != ctx.app and s.route == key), None)
+        if owner:
+            what = key.removeprefix("host:")
+            raise Conflict(f"route {what} is already claimed by app {owner}",
+                           hint="give this app another route.path or route.host in its manifest")
+        if ctx.state.route != key:
+            ctx.record(route=key)
 
 
 def plan(ctx: Context) -> Step:

@@ -125,14 +125,14 @@ class App:
     def url(self) -> str:
         return f"http://127.0.0.1/{self.name}/"
 
-    def op(self, name: str, **args) -> dict:
-        return self.ct.get_json(f"{self.url}op/{name}?{urllib.parse.urlencode(args)}")
+    def op(self, op: str, /, **args) -> dict:
+        return self.ct.get_json(f"{self.url}op/{op}?{urllib.parse.urlencode(args)}")
 
-    def control(self, name: str, *, properties: tuple[str, ...] = (), **args) -> dict:
+    def control(self, op: str, /, *, properties: tuple[str, ...] = (), **args) -> dict:
         """The same op run once as the app's user in an unhardened transient unit (positive control)."""
         argv = ["systemd-run", "--wait", "--pipe", "--quiet", f"--uid={self.name}", f"--gid={self.name}",
                 *(f"--property={p}" for p in properties),
-                "/usr/bin/python3", f"/srv/ripdep/{self.name}/app.py", name, *(f"{k}={v}" for k, v in args.items())]
+                "/usr/bin/python3", f"/srv/ripdep/{self.name}/app.py", op, *(f"{k}={v}" for k, v in args.items())]
         proc = self.ct.run(*argv)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
