@@ -33,8 +33,10 @@ def get(port: int, path: str, host_header: str | None, timeout: float) -> tuple[
         conn.close()
 
 
-def probe(url: str, port: int, path: str, host_header: str | None, deadline_s: float) -> Probe:
-    """GET until a 2xx/3xx answer or the deadline; 5xx (Caddy's 502 while the app starts) retries."""
+def probe(url: str, port: int, path: str, host_header: str | None, deadline_s: float,
+          gave_up=lambda: None) -> Probe:
+    """GET until a 2xx/3xx answer or the deadline; 5xx (Caddy's 502 while the app starts) retries.
+    `gave_up()` returning a reason (e.g. "the unit failed") ends the wait early."""
     result = Probe(url)
     start = time.monotonic()
     delay = 0.05
@@ -50,6 +52,10 @@ def probe(url: str, port: int, path: str, host_header: str | None, deadline_s: f
         result.latency_ms = (time.monotonic() - t0) * 1000
         result.seconds = time.monotonic() - start
         if result.ok or result.seconds + delay > deadline_s:
+            return result
+        reason = gave_up()
+        if reason:
+            result.error = f"{result.error or f'HTTP {result.status}'}; {reason}"
             return result
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
