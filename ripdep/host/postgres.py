@@ -7,6 +7,7 @@ password and no pg_ident change are needed. Identifiers go through psycopg.sql, 
 
 from __future__ import annotations
 
+import glob
 import os
 import pwd
 from contextlib import contextmanager
@@ -59,6 +60,34 @@ def connect(dbname: str = "postgres"):
         os.setegid(egid)
 
 
+NULL = "\x1dNULL"  # psql prints this for SQL NULL
+SEP = "\x1f"  # unit separator between fields
+REC = "\x1e"  # record separator between rows: a foreign comment may hold newlines
+
+
+def psql_binary() -> str:
+    # the real binary, not Debian's Perl wrapper /usr/bin/psql (which alone costs ~30 ms)
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), key=lambda p: int(p.split("/")[4]))
+    if not found:
+        raise PreconditionFailed("psql is not installed", hint="apt-get install postgresql-client")
+    return found[-1]
+
+
+def psql_rows(query: str, **variables: str) -> list[list[str | None]]:
+    import subprocess
+
+    argv = [psql_binary(), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", SEP, "-R", REC, "-P", f"null={NULL}",
+            "-h", SOCKET_DIR, "-U", "postgres", "-d", "postgres"]
+    for key, value in variables.items():
+        argv += ["-v", f"{key}={value}"]
+    proc = subprocess.run(argv, input=query, capture_output=True, text=True, user="postgres", timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    if proc.returncode != 0:
+        raise PreconditionFailed(f"cannot query PostgreSQL as postgres over {SOCKET_DIR}: {proc.stderr.strip()}",
+                                 hint="is it running? systemctl status postgresql")
+    return [[None if v == NULL else v for v in line.split(SEP)] for line in proc.stdout.rstrip("\n").split(REC) if line]
+
+
 class Postgres:
     """One admin connection for a whole run, opened on first use."""
 
@@ -80,25 +109,30 @@ class Postgres:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    def read_role(self, name: str) -> RoleState | None:
-        rows = self.execute(
-            """SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
-                      EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                              WHERE m.member = r.oid AND g.rolname = %s),
-                      shobj_description(r.oid, 'pg_authid')
-               FROM pg_roles r WHERE r.rolname = %s""",
-            (APPS_GROUP, name),
-        )
-        return RoleState(*rows[0]) if rows else None
+    def read_app(self, name: str) -> tuple[RoleState | None, DatabaseState | None]:
+        """The app's role and database in one query, through psql.
 
-    def read_database(self, name: str) -> DatabaseState | None:
-        rows = self.execute(
-            """SELECT d.datname, pg_get_userbyid(d.datdba), shobj_description(d.oid, 'pg_database'),
-                      has_database_privilege('public', d.oid, 'CONNECT')
-               FROM pg_database d WHERE d.datname = %s""",
-            (name,),
-        )
-        return DatabaseState(*rows[0]) if rows else None
+        This runs on every deploy, changed or not: psql answers in ~11 ms where importing psycopg
+        and connecting costs ~120 ms, a third of a no-change run's budget. Values reach psql as
+        variables (:'app' is quoted by psql itself), never spliced into the text.
+        """
+        query = """SELECT 'role', r.rolname::text, r.rolcanlogin::text, r.rolsuper::text, r.rolcreatedb::text,
+                  r.rolcreaterole::text,
+                  EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                          WHERE m.member = r.oid AND g.rolname = :'group')::text,
+                  shobj_description(r.oid, 'pg_authid')
+           FROM pg_roles r WHERE r.rolname = :'app'
+           UNION ALL
+           SELECT 'database', d.datname::text, pg_get_userbyid(d.datdba)::text, shobj_description(d.oid, 'pg_database'),
+                  has_database_privilege('public', d.oid, 'CONNECT')::text, NULL, NULL, NULL
+           FROM pg_database d WHERE d.datname = :'app';"""
+        role = database = None
+        for row in psql_rows(query, app=name, group=APPS_GROUP):
+            if row[0] == "role":
+                role = RoleState(row[1], *(v == "true" for v in row[2:7]), row[7])
+            else:
+                database = DatabaseState(row[1], row[2], row[3], row[4] == "true")
+        return role, database
 
     def hba_file(self) -> str:
         return self.execute("SHOW hba_file")[0][0]

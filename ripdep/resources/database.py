@@ -72,7 +72,8 @@ def plan(ctx: Context) -> list[Step]:
     if not ctx.spec.database:
         return []
     app, pg = ctx.app, ctx.pg
-    role_changes = diff_role(app, pg.read_role(app))
+    role, db = pg.read_app(app)
+    role_changes = diff_role(app, role)
     for c in role_changes:
         statements = _role_sql(app, c.action == "create")
 
@@ -82,7 +83,7 @@ def plan(ctx: Context) -> list[Step]:
                 for s in statements:
                     pg.execute(s)
         c.run = run_role
-    db_changes = diff_database(app, pg.read_database(app))
+    db_changes = diff_database(app, db)
     for c in db_changes:
         statements = _database_sql(app, c.action == "create")
         # CREATE DATABASE cannot run in a transaction: the marker follows at once, and diff_database

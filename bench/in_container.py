@@ -1,0 +1,50 @@
+"""Timings taken inside the systemd container (run by bench/run.sh with Debian's python3).
+
+  python3 bench/in_container.py deploy     first deploy, no-change rerun, --help
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples/hello/ripdep.toml"
+
+
+def timed(argv):
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{argv} failed: {proc.stderr}")
+    return elapsed, proc.stdout
+
+
+def row(name, samples, note=""):
+    med = statistics.median(samples)
+    print(f"| {name} | {med:.3f} | {min(samples):.3f} | {max(samples):.3f} | {len(samples)} | {note} |")
+
+
+def bench_deploy(first_runs=5, reruns=20):
+    first, first_wo_wait = [], []
+    for i in range(first_runs):
+        elapsed, out = timed(["ripdep", "deploy", f"bench-{i}", "--manifest", str(EXAMPLE), "--json"])
+        doc = json.loads(out)
+        first.append(elapsed)
+        first_wo_wait.append(elapsed - doc["health"]["seconds"])
+    rerun = [timed(["ripdep", "deploy", "bench-0", "--json"])[0] for _ in range(reruns)]
+    helps = [timed(["ripdep", "--help"])[0] for _ in range(reruns)]
+    print("| measurement | median s | min s | max s | runs | note |")
+    print("|---|---|---|---|---|---|")
+    row("first deploy of the example app, without the app's start-up wait", first_wo_wait,
+        "total minus the health check's wait for the app to come up")
+    row("first deploy of the example app, total", first, "includes the app's own start-up")
+    row("no-change rerun (`ripdep deploy bench-0 --json`)", rerun, "includes a live health check through Caddy")
+    row("`ripdep --help`", helps, "")
+
+
+if __name__ == "__main__":
+    {"deploy": bench_deploy}[sys.argv[1]]()
