@@ -1,6 +1,7 @@
 """Timings taken inside the systemd container (run by bench/run.sh with Debian's python3).
 
   python3 bench/in_container.py deploy     first deploy, no-change rerun, --help
+  python3 bench/in_container.py status     `ripdep status --json` with 10 and 50 apps
 """
 
 import json
@@ -46,5 +47,25 @@ def bench_deploy(first_runs=5, reruns=20):
     row("`ripdep --help`", helps, "")
 
 
+def bench_status(counts=(10, 50), runs=15):
+    print("| apps | median s | min s | max s | runs | per app ms |")
+    print("|---|---|---|---|---|---|")
+    deployed = 0
+    for count in counts:
+        for i in range(deployed, count):
+            timed(["ripdep", "deploy", f"st-{i}", "--manifest", str(EXAMPLE), "--json"])
+        deployed = count
+        time.sleep(3)  # let the last apps finish starting: measure status, not their start-up
+        timed(["ripdep", "status", "--json"])  # warm-up
+        samples = []
+        for _ in range(runs):
+            elapsed, out = timed(["ripdep", "status", "--json"])
+            doc = json.loads(out)
+            assert len(doc["apps"]) == count and not doc["degraded"], doc
+            samples.append(elapsed)
+        med = statistics.median(samples)
+        print(f"| {count} | {med:.3f} | {min(samples):.3f} | {max(samples):.3f} | {runs} | {med / count * 1000:.1f} |")
+
+
 if __name__ == "__main__":
-    {"deploy": bench_deploy}[sys.argv[1]]()
+    {"deploy": bench_deploy, "status": bench_status}[sys.argv[1]]()

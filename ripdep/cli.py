@@ -11,6 +11,9 @@ import click
 from ripdep import __version__
 from ripdep.errors import EXIT_INTERNAL, RipdepError
 
+JSON = click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
+DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+
 
 def fail(error: RipdepError, as_json: bool, document=None) -> None:
     from ripdep import report
@@ -41,8 +44,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON document on stdout.")
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@JSON
+@DEBUG
 def init(as_json: bool, debug: bool) -> None:
     """Prepare this host (idempotent): folders, settings, PostgreSQL rules, Caddy imports."""
     from ripdep import engine, hostinit, report
@@ -63,34 +66,136 @@ def init(as_json: bool, debug: bool) -> None:
         print("host: " + ("prepared" if changed else "unchanged"))
 
 
+def run_command(command: str, app: str, call, as_json: bool, debug: bool, check: bool = False,
+                show_diff: bool = False) -> None:
+    """Run deploy/start/stop/restart and render its RunResult (steps on stderr as they happen)."""
+    from ripdep import report
+
+    progress = (lambda s: None) if as_json else report.print_step
+    try:
+        result = call(progress)
+    except RipdepError as e:
+        fail(e, as_json, report.run_document(command, app, None, e, check) if as_json else None)
+    except Exception:
+        internal(debug)
+    if not as_json and (command != "deploy" or check):  # deploy printed its steps as it went
+        for step in result.steps:
+            report.print_step(step)
+    if show_diff and not as_json:
+        for step in result.steps:
+            for change in step.changes:
+                sys.stdout.write(change.diff)
+    if as_json:
+        report.print_json(report.run_document(command, app, result, None, check, show_diff))
+    else:
+        report.print_summary(result)
+
+
 @main.command()
 @click.argument("app")
 @click.option("--manifest", "manifest_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Install this manifest as /etc/ripdep/apps/APP.toml and deploy it.")
 @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--diff", "show_diff", is_flag=True, help="Show unified diffs of unit, env (secrets masked) and route.")
-@click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@JSON
+@DEBUG
 def deploy(app: str, manifest_file: Path | None, check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
     """Deploy APP: user, database, secrets, code, hardened unit, Caddy route; then health-check it."""
-    from ripdep import engine, report
+    from ripdep import engine
 
-    progress = (lambda s: None) if as_json else report.print_step
+    run_command("deploy", app, lambda progress: engine.deploy(app, manifest_file, check=check, progress=progress),
+                as_json, debug, check, show_diff)
+
+
+@main.command()
+@click.argument("app")
+@JSON
+@DEBUG
+def start(app: str, as_json: bool, debug: bool) -> None:
+    """Enable and start APP, wait for its health check, and record that it should run."""
+    from ripdep import ops
+
+    run_command("start", app, lambda progress: ops.start(app), as_json, debug)
+
+
+@main.command()
+@click.argument("app")
+@JSON
+@DEBUG
+def stop(app: str, as_json: bool, debug: bool) -> None:
+    """Stop and disable APP and record that it stays stopped (across reboots and deploys)."""
+    from ripdep import ops
+
+    run_command("stop", app, lambda progress: ops.stop(app), as_json, debug)
+
+
+@main.command()
+@click.argument("app")
+@JSON
+@DEBUG
+def restart(app: str, as_json: bool, debug: bool) -> None:
+    """Restart APP and wait for its health check."""
+    from ripdep import ops
+
+    run_command("restart", app, lambda progress: ops.restart(app), as_json, debug)
+
+
+@main.command(name="list")
+@JSON
+def list_apps(as_json: bool) -> None:
+    """The apps ripdep manages, one per line."""
+    from ripdep import ops, report
+
+    apps = ops.installed_apps()
+    if as_json:
+        report.print_json({"version": report.VERSION, "command": "list", "apps": apps})
+    else:
+        for app in apps:
+            print(app)
+
+
+@main.command()
+@click.argument("apps", nargs=-1)
+@click.option("--strict", is_flag=True, help="Exit 10 if any app's unit failed or its health check fails.")
+@JSON
+@DEBUG
+def status(apps: tuple[str, ...], strict: bool, as_json: bool, debug: bool) -> None:
+    """Every app's (or the named apps') state, health through Caddy, resources and last deploy."""
+    from ripdep import ops, report
+    from ripdep import status as status_mod
+    from ripdep.errors import Degraded
+
     try:
-        result = engine.deploy(app, manifest_file, check=check, progress=progress)
+        for app in apps:
+            ops.require_app(app)
+        rows = status_mod.collect(list(apps) or ops.installed_apps())
     except RipdepError as e:
-        fail(e, as_json, report.deploy_document(app, None, e, check) if as_json else None)
+        fail(e, as_json, report.status_document([], e) if as_json else None)
     except Exception:
         internal(debug)
-    if check and not as_json:
-        for step in result.steps:
-            report.print_step(step)
-    if show_diff and not as_json:
-        for step in result.steps:
-            for change in step.changes:
-                if change.diff:
-                    sys.stdout.write(change.diff)
+    degraded = [r.app for r in rows if r.degraded]
     if as_json:
-        report.print_json(report.deploy_document(app, result, None, check, show_diff))
+        doc = report.status_document(rows)
+        if strict and degraded:
+            doc["exit_code"] = Degraded("").exit_status
+        report.print_json(doc)
     else:
-        report.print_deploy_summary(result)
+        print(status_mod.table(rows, colour=sys.stdout.isatty()) if rows else "no apps deployed")
+    if strict and degraded:
+        print(f"ripdep: degraded: {', '.join(degraded)}", file=sys.stderr)
+        sys.exit(Degraded("").exit_status)
+
+
+@main.command()
+@click.argument("app")
+@click.option("-n", "--lines", default=50, show_default=True, help="Number of journal lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--since", help="Show lines since this time (journalctl syntax, e.g. '1 hour ago').")
+def logs(app: str, lines: int, follow: bool, since: str | None) -> None:
+    """APP's journal (a thin journalctl wrapper)."""
+    from ripdep import ops
+
+    try:
+        ops.exec_logs(app, lines, follow, since)
+    except RipdepError as e:
+        fail(e, False)

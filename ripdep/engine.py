@@ -26,7 +26,9 @@ CRASH_AFTER = "RIPDEP_TEST_CRASH_AFTER"
 
 
 @dataclass
-class DeployResult:
+class RunResult:
+    """What a deploy, start, stop or restart did: its steps, where the app answers, its health."""
+
     app: str
     check: bool
     steps: list[Step] = field(default_factory=list)
@@ -51,7 +53,7 @@ def load_spec(app: str, manifest_file: Path | None, paths: Paths) -> AppSpec:
         return load_manifest(app, manifest_file)
     installed = paths.manifest(app)
     if not installed.exists():
-        raise UnknownApp(f"app {app!r} has no manifest at {installed}",
+        raise UnknownApp(f"app {app!r} is not managed by ripdep (no manifest at {installed})",
                          hint=f"install one: ripdep deploy {app} --manifest path/to/ripdep.toml")
     return load_manifest(app, installed)
 
@@ -108,7 +110,7 @@ def health_check(ctx: Context, deadline: float) -> http.Probe:
 
 
 def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, paths: Paths = PATHS,
-           progress=lambda step: None) -> DeployResult:
+           progress=lambda step: None) -> RunResult:
     t0 = time.monotonic()
     spec = load_spec(app, manifest_file, paths)  # bad input fails here, before the host is read
     render.check_templates()
@@ -119,7 +121,7 @@ def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, 
         state = read_state(app, paths) or AppState(app)
         ctx = Context(spec, host, state, check=check, paths=paths)
         try:
-            result = DeployResult(app, check)
+            result = RunResult(app, check)
             result.steps = plan_all(ctx, manifest_file)
             result.url, result.port = ctx.url, ctx.port
             if check:

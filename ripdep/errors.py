@@ -16,6 +16,7 @@ EXIT_VALIDATION = 6  # a generated unit or Caddy config failed validation; the l
 EXIT_UNKNOWN_APP = 7  # the app is not managed by ripdep
 EXIT_APPLY = 8  # a host operation failed while applying (the message says what state the host is in)
 EXIT_CONFLICT = 9  # a user, group, role, database, unit or file of that name exists and is not ripdep's
+EXIT_DEGRADED = 10  # status --strict: an app is failed, or failing its health check
 
 CODE_TO_EXIT = {
     "internal": EXIT_INTERNAL,
@@ -27,6 +28,7 @@ CODE_TO_EXIT = {
     "unknown_app": EXIT_UNKNOWN_APP,
     "apply_failed": EXIT_APPLY,
     "conflict": EXIT_CONFLICT,
+    "degraded": EXIT_DEGRADED,
 }
 
 
@@ -79,3 +81,7 @@ class ApplyFailed(RipdepError):
 
 class Conflict(RipdepError):
     code = "conflict"
+
+
+class Degraded(RipdepError):
+    code = "degraded"

@@ -12,7 +12,7 @@ import sys
 from ripdep.errors import RipdepError
 
 VERSION = 1
-PAST = {"create": "created", "update": "updated", "fix": "corrected", "remove": "removed", "enable": "enabled",
+PAST = {"stop": "stopped", "disable": "disabled", "create": "created", "update": "updated", "fix": "corrected", "remove": "removed", "enable": "enabled",
         "daemon-reload": "reloaded", "start": "started", "restart": "restarted", "reload": "reloaded",
         "allocate": "allocated"}
 
@@ -31,8 +31,9 @@ def print_step(step) -> None:
     print(step_line(step), file=sys.stderr, flush=True)
 
 
-def deploy_document(app: str, result=None, error: RipdepError | None = None, check: bool = False,
-                    with_diff: bool = False) -> dict:
+def run_document(command: str, app: str, result=None, error: RipdepError | None = None, check: bool = False,
+                 with_diff: bool = False) -> dict:
+    """The document of deploy, start, stop and restart: same keys in every outcome."""
     steps = result.steps if result else []
     actions = [c.as_dict() for s in steps for c in s.changes]
     changed = bool(actions) and not check if result else False
@@ -44,7 +45,7 @@ def deploy_document(app: str, result=None, error: RipdepError | None = None, che
         msg = f"{len(actions)} change(s) made" if actions else "nothing changed"
     return {
         "version": VERSION,
-        "command": "deploy",
+        "command": command,
         "app": app,
         "changed": changed,
         "failed": error is not None,
@@ -73,7 +74,7 @@ def print_error(error: RipdepError) -> None:
         print(f"  hint: {error.hint}", file=sys.stderr)
 
 
-def print_deploy_summary(result) -> None:
+def print_summary(result) -> None:
     n = sum(len(s.changes) for s in result.steps)
     if result.check:
         print(f"{result.app}: {n} change(s) would be made" if n else f"{result.app}: nothing to change")
@@ -83,3 +84,15 @@ def print_deploy_summary(result) -> None:
     if result.health:
         health = f", healthy in {result.health.seconds:.2f}s"
     print(f"{result.app}: {state}, {result.url}{health} ({result.seconds:.2f}s)")
+
+
+def status_document(rows, error: RipdepError | None = None) -> dict:
+    return {
+        "version": VERSION,
+        "command": "status",
+        "failed": error is not None,
+        "degraded": any(r.degraded for r in rows),
+        "apps": [r.as_dict() for r in rows],
+        "errors": [error.as_dict()] if error else [],
+        "exit_code": error.exit_status if error else 0,
+    }

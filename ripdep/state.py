@@ -24,7 +24,7 @@ class AppState:
     started_hash: str = ""  # hash of unit+env+code the running process was (re)started with
     route: str = ""  # the path ("/hello/") or "host:NAME" this app claims; unique on the host
     caddy_hash: str = ""  # hash of the snippet last loaded into Caddy successfully
-    code_hash: str = ""
+    exposure: float | None = None  # systemd-analyze security score of the unit as last written
     last_change: str = ""  # UTC time of the last deploy that changed something
 
     def with_(self, **kw) -> "AppState":

@@ -57,36 +57,42 @@ class Bus:
     def close(self) -> None:
         self._bus.close()
 
-    def _get_all(self, path: bytes, interface: bytes) -> dict:
+    def _get(self, path: bytes, interface: bytes, prop: bytes):
         from pystemd.dbuslib import apply_signature
 
-        reply = self._bus.call_method(SYSTEMD, path, b"org.freedesktop.DBus.Properties", b"GetAll",
-                                      apply_signature(b"s", [interface]))
+        reply = self._bus.call_method(SYSTEMD, path, b"org.freedesktop.DBus.Properties", b"Get",
+                                      apply_signature(b"ss", [interface, prop]))
         return reply.body
 
-    def read_unit(self, name: str) -> UnitState:
+    def read_unit(self, name: str, *, with_file_state: bool = True) -> UnitState:
+        """Only the properties ripdep uses, one `Get` each: ~0.2 ms apiece, where one `GetAll` of
+        the Service interface (hundreds of properties) costs ~2.4 ms."""
         from pystemd.dbuslib import path_encode
 
         path = path_encode(UNIT_PREFIX, name.encode())
-        unit = self._get_all(path, b"org.freedesktop.systemd1.Unit")
-        service = self._get_all(path, b"org.freedesktop.systemd1.Service") if unit[b"LoadState"] == b"loaded" else {}
-        unset = 2**64 - 1
 
-        def num(key: bytes) -> int | None:
-            value = service.get(key)
-            return None if value in (None, unset) else int(value)
+        def unit(prop: bytes):
+            return self._get(path, b"org.freedesktop.systemd1.Unit", prop)
 
+        def service(prop: bytes):
+            value = self._get(path, b"org.freedesktop.systemd1.Service", prop)
+            return None if value == 2**64 - 1 else int(value)  # "infinity" / not available
+
+        load_state = unit(b"LoadState").decode()
+        active_state = unit(b"ActiveState").decode()
+        loaded = load_state == "loaded"
+        running = active_state != "inactive" and loaded
         return UnitState(
-            load_state=unit[b"LoadState"].decode(),
-            active_state=unit[b"ActiveState"].decode(),
-            sub_state=unit[b"SubState"].decode(),
-            unit_file_state=unit[b"UnitFileState"].decode(),
-            main_pid=num(b"MainPID") or 0,
-            n_restarts=num(b"NRestarts") or 0,
-            memory_current=num(b"MemoryCurrent"),
-            memory_max=num(b"MemoryMax"),
-            active_enter_usec=int(unit[b"ActiveEnterTimestamp"]),
-            need_daemon_reload=bool(unit[b"NeedDaemonReload"]),
+            load_state=load_state,
+            active_state=active_state,
+            sub_state=unit(b"SubState").decode(),
+            unit_file_state=unit(b"UnitFileState").decode() if with_file_state else "",
+            main_pid=(service(b"MainPID") or 0) if running else 0,
+            n_restarts=(service(b"NRestarts") or 0) if loaded else 0,
+            memory_current=service(b"MemoryCurrent") if running else None,
+            memory_max=service(b"MemoryMax") if loaded else None,
+            active_enter_usec=int(unit(b"ActiveEnterTimestamp")) if running else 0,
+            need_daemon_reload=bool(unit(b"NeedDaemonReload")) if with_file_state else False,
         )
 
 

@@ -40,5 +40,10 @@ def plan(ctx: Context) -> Step:
     changes = plan_file(f"unit:{ctx.unit_name}", want)
     note = ""
     if changes and changes[0].action != "fix":
-        note = f"exposure {validate_unit(ctx.unit_name, text, ctx.spec.profile)}"
+        score = validate_unit(ctx.unit_name, text, ctx.spec.profile)
+        note = f"exposure {score}"
+        write = changes[0].run
+        changes[0].run = lambda: (write(), ctx.record(exposure=score))
+    elif ctx.state.exposure is not None:
+        note = f"exposure {ctx.state.exposure}"
     return Step(f"unit:{ctx.unit_name}", changes, note)

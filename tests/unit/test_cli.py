@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from ripdep import __version__, errors, report
 from ripdep.cli import main
-from ripdep.engine import DeployResult
+from ripdep.engine import RunResult
 from ripdep.host.http import Probe
 from ripdep.resources import Change, Step
 
@@ -66,17 +66,17 @@ def test_not_root_is_a_precondition(monkeypatch):
     assert json.loads(out)["errors"][0]["code"] == "precondition"
 
 
-def fake_result(changed: bool) -> DeployResult:
+def fake_result(changed: bool) -> RunResult:
     changes = [Change("unit:ripdep-hello.service", "create", "create unit", diff="+x\n")] if changed else []
-    r = DeployResult("hello", False, [Step("unit:ripdep-hello.service", changes)], "http://127.0.0.1/hello/", 20000)
+    r = RunResult("hello", False, [Step("unit:ripdep-hello.service", changes)], "http://127.0.0.1/hello/", 20000)
     r.health = Probe("http://127.0.0.1/hello/", ok=True, status=200)
     return r
 
 
 def test_same_keys_changed_unchanged_and_failed():
-    changed = report.deploy_document("hello", fake_result(True), with_diff=True)
-    unchanged = report.deploy_document("hello", fake_result(False))
-    failed = report.deploy_document("hello", None, errors.HealthCheckFailed("x"))
+    changed = report.run_document("deploy", "hello", fake_result(True), with_diff=True)
+    unchanged = report.run_document("deploy", "hello", fake_result(False))
+    failed = report.run_document("deploy", "hello", None, errors.HealthCheckFailed("x"))
     assert set(changed) == set(unchanged) == set(failed) == KEYS
     assert changed["changed"] is True and unchanged["changed"] is False
     assert changed["actions"] == [{"id": "unit:ripdep-hello.service", "action": "create", "detail": "create unit"}]
@@ -86,7 +86,7 @@ def test_same_keys_changed_unchanged_and_failed():
 
 
 def test_check_mode_never_reports_changed():
-    doc = report.deploy_document("hello", fake_result(True), check=True)
+    doc = report.run_document("deploy", "hello", fake_result(True), check=True)
     assert doc["changed"] is False and doc["check"] is True and len(doc["actions"]) == 1
 
 

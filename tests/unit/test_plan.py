@@ -131,6 +131,7 @@ def test_crashed_unit_is_started_and_systemd_reload_need_honoured():
 def test_desired_stopped_is_honoured():
     assert service.diff_service("u", "stopped", unit_state("inactive"), False, False, "old", "new") == []
     assert actions(service.diff_service("u", "stopped", unit_state("inactive"), True, False, "", "new")) == ["daemon-reload"]
+    assert actions(service.diff_service("u", "stopped", unit_state("inactive"), False, True, "h", "h")) == ["disable", "daemon-reload"]
 
 
 # --- ports ---

@@ -1,0 +1,197 @@
+"""`ripdep status`: every app's real state in one pass — one D-Bus connection (two property reads
+per app), one PostgreSQL query for all database sizes, health checks through Caddy in parallel."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from ripdep.errors import RipdepError
+from ripdep.host import http, systemd
+from ripdep.host.postgres import psql_rows
+from ripdep.hostconfig import load_host_config
+from ripdep.paths import PATHS, Paths
+from ripdep.spec import load_manifest
+from ripdep.state import read_state
+
+HEALTH_TIMEOUT = 2.0
+
+
+@dataclass
+class AppStatus:
+    app: str
+    desired: str | None = None
+    active_state: str | None = None
+    sub_state: str | None = None
+    main_pid: int | None = None
+    uptime_seconds: int | None = None
+    restarts: int | None = None
+    memory_bytes: int | None = None
+    memory_max_bytes: int | None = None
+    port: int | None = None
+    url: str | None = None
+    health: str = "unchecked"  # ok | failing | unchecked (stopped)
+    health_status: int | None = None
+    health_latency_ms: float | None = None
+    health_error: str | None = None
+    database_bytes: int | None = None
+    exposure: float | None = None
+    last_change: str | None = None
+    problem: str | None = None  # why the row could not be read completely
+
+    @property
+    def degraded(self) -> bool:
+        failed = self.active_state == "failed"
+        down = self.desired == "running" and self.active_state not in ("active", "activating", "reloading")
+        return failed or down or self.health == "failing" or self.problem is not None
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "degraded": self.degraded}
+
+
+def _health_target(spec, port: int) -> tuple[int, str, str | None]:
+    """(port, path, Host header) of the health check through Caddy (or the app's port for TLS)."""
+    route = spec.route
+    if route.host and route.tls:
+        return port, spec.health, None
+    return 80, (route.path.rstrip("/") + spec.health) if route.path else spec.health, route.host
+
+
+def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
+    """Health checks (waiting on the apps) and the database-size query run in threads while the
+    main thread reads systemd over D-Bus: the three overlap instead of adding up."""
+    systemd.require_systemd()
+    load_host_config(paths)  # an uninitialised host is a clear error, not an empty table
+    rows, targets = [], {}
+    for app in apps:
+        row = AppStatus(app)
+        rows.append(row)
+        state = read_state(app, paths)
+        if state is not None:
+            row.desired, row.port, row.exposure = state.desired, state.port, state.exposure
+            row.last_change = state.last_change or None
+        try:
+            spec = load_manifest(app, paths.manifest(app))
+        except RipdepError as e:
+            row.problem = f"manifest: {e.message}"
+            continue
+        row.url = _url(spec)
+        if row.desired == "running" and row.port:
+            targets[app] = _health_target(spec, row.port)
+    with ThreadPoolExecutor(max_workers=min(32, len(targets) + 1)) as pool:
+        sizes = pool.submit(_database_sizes, [r.app for r in rows])
+        probes = {app: pool.submit(_probe, rows_url(rows, app), *target) for app, target in targets.items()}
+        _read_units(rows, paths)
+        for row in rows:
+            if row.app in probes:
+                _set_health(row, probes[row.app].result())
+        _set_sizes(rows, sizes.result())
+    return rows
+
+
+def rows_url(rows: list[AppStatus], app: str) -> str:
+    return next(r.url for r in rows if r.app == app)
+
+
+def _read_units(rows: list[AppStatus], paths: Paths) -> None:
+    now_us = time.time() * 1_000_000
+    bus = systemd.Bus()
+    try:
+        for row in rows:
+            unit = bus.read_unit(paths.unit_name(row.app), with_file_state=False)
+            row.active_state, row.sub_state = unit.active_state, unit.sub_state
+            row.main_pid = unit.main_pid or None
+            row.restarts, row.memory_bytes, row.memory_max_bytes = unit.n_restarts, unit.memory_current, unit.memory_max
+            if unit.active_state == "active" and unit.active_enter_usec:
+                row.uptime_seconds = int((now_us - unit.active_enter_usec) / 1_000_000)
+    finally:
+        bus.close()
+
+
+def _url(spec) -> str:
+    route = spec.route
+    if route.host:
+        return f"{'https' if route.tls else 'http'}://{route.host}/"
+    return f"http://127.0.0.1{route.path}"
+
+
+def _probe(url: str, port: int, path: str, host: str | None) -> http.Probe:
+    return http.probe(url, port, path, host, 0)  # one attempt, no retries
+
+
+def _set_health(row: AppStatus, probe: http.Probe) -> None:
+    row.health = "ok" if probe.ok else "failing"
+    row.health_status, row.health_latency_ms = probe.status, round(probe.latency_ms, 1)
+    row.health_error = probe.error or None
+
+
+def _database_sizes(apps: list[str]) -> dict[str, int] | RipdepError:
+    if not apps:
+        return {}
+    try:
+        rows = psql_rows("SELECT datname, pg_database_size(oid) FROM pg_database "
+                         "WHERE datname = ANY (string_to_array(:'names', ','))", names=",".join(apps))
+    except RipdepError as e:
+        return e
+    return {name: int(size) for name, size in rows}
+
+
+def _set_sizes(rows: list[AppStatus], sizes: dict[str, int] | RipdepError) -> None:
+    for row in rows:
+        if isinstance(sizes, RipdepError):
+            row.problem = row.problem or f"database size: {sizes.message}"
+        else:
+            row.database_bytes = sizes.get(row.app)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return "-"
+
+
+def human_duration(s: int | None) -> str:
+    if s is None:
+        return "-"
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60}s"
+    return f"{s}s"
+
+
+COLUMNS = ("APP", "DESIRED", "STATE", "PID", "UP", "RESTARTS", "MEMORY", "PORT", "HEALTH", "DB", "EXPOSURE",
+           "LAST DEPLOY", "URL")
+
+
+def table(rows: list[AppStatus], colour: bool) -> str:
+    lines = [COLUMNS]
+    for r in rows:
+        memory = human_bytes(r.memory_bytes) + (f"/{human_bytes(r.memory_max_bytes)}" if r.memory_max_bytes else "")
+        health = r.health if r.health != "ok" else f"ok {r.health_latency_ms:.0f}ms"
+        if r.health == "failing":
+            health = f"FAILING ({r.health_status or r.health_error})"
+        lines.append((r.app, r.desired or "-", f"{r.active_state}/{r.sub_state}", str(r.main_pid or "-"),
+                      human_duration(r.uptime_seconds), str(r.restarts if r.restarts is not None else "-"), memory,
+                      str(r.port or "-"), health, human_bytes(r.database_bytes),
+                      "-" if r.exposure is None else f"{r.exposure:.1f}", r.last_change or "-", r.url or "-"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    out = []
+    for i, line in enumerate(lines):
+        text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+        if colour and i and rows[i - 1].degraded:
+            text = f"\033[1;31m{text}\033[0m"
+        out.append(text)
+    for r in rows:
+        if r.problem:
+            out.append(f"{r.app}: {r.problem}")
+    return "\n".join(out)
