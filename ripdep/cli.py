@@ -67,8 +67,9 @@ def init(as_json: bool, debug: bool) -> None:
 
 
 def run_command(command: str, app: str, call, as_json: bool, debug: bool, check: bool = False,
-                show_diff: bool = False) -> None:
-    """Run deploy/start/stop/restart and render its RunResult (steps on stderr as they happen)."""
+                show_diff: bool = False, live: bool = True) -> None:
+    """Run a command that returns a RunResult and render it. live: the call prints each step on
+    stderr as it happens (through `progress`); otherwise the steps are printed at the end."""
     from ripdep import report
 
     progress = (lambda s: None) if as_json else report.print_step
@@ -78,7 +79,7 @@ def run_command(command: str, app: str, call, as_json: bool, debug: bool, check:
         fail(e, as_json, report.run_document(command, app, None, e, check) if as_json else None)
     except Exception:
         internal(debug)
-    if not as_json and (command != "deploy" or check):  # deploy printed its steps as it went
+    if not as_json and (check or not live):
         for step in result.steps:
             report.print_step(step)
     if show_diff and not as_json:
@@ -115,7 +116,7 @@ def start(app: str, as_json: bool, debug: bool) -> None:
     """Enable and start APP, wait for its health check, and record that it should run."""
     from ripdep import ops
 
-    run_command("start", app, lambda progress: ops.start(app), as_json, debug)
+    run_command("start", app, lambda progress: ops.start(app), as_json, debug, live=False)
 
 
 @main.command()
@@ -126,7 +127,7 @@ def stop(app: str, as_json: bool, debug: bool) -> None:
     """Stop and disable APP and record that it stays stopped (across reboots and deploys)."""
     from ripdep import ops
 
-    run_command("stop", app, lambda progress: ops.stop(app), as_json, debug)
+    run_command("stop", app, lambda progress: ops.stop(app), as_json, debug, live=False)
 
 
 @main.command()
@@ -137,7 +138,7 @@ def restart(app: str, as_json: bool, debug: bool) -> None:
     """Restart APP and wait for its health check."""
     from ripdep import ops
 
-    run_command("restart", app, lambda progress: ops.restart(app), as_json, debug)
+    run_command("restart", app, lambda progress: ops.restart(app), as_json, debug, live=False)
 
 
 @main.command(name="list")
@@ -199,3 +200,127 @@ def logs(app: str, lines: int, follow: bool, since: str | None) -> None:
         ops.exec_logs(app, lines, follow, since)
     except RipdepError as e:
         fail(e, False)
+
+
+NO_RESTART = click.option("--no-restart", is_flag=True, help="Only record the change; the next deploy applies it.")
+
+
+@main.group()
+def config() -> None:
+    """An app's non-secret environment, kept in its manifest."""
+
+
+@config.command(name="set")
+@click.argument("app")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@NO_RESTART
+@JSON
+@DEBUG
+def config_set(app: str, pairs: tuple[str, ...], no_restart: bool, as_json: bool, debug: bool) -> None:
+    """Set env variables and apply them (restarting the app)."""
+    from ripdep import appconfig
+
+    run_command("config set", app, lambda p: appconfig.config_set(app, pairs, no_restart, progress=p), as_json, debug)
+
+
+@config.command(name="unset")
+@click.argument("app")
+@click.argument("keys", nargs=-1, required=True)
+@NO_RESTART
+@JSON
+@DEBUG
+def config_unset(app: str, keys: tuple[str, ...], no_restart: bool, as_json: bool, debug: bool) -> None:
+    """Remove env variables and apply (restarting the app)."""
+    from ripdep import appconfig
+
+    run_command("config unset", app, lambda p: appconfig.config_unset(app, keys, no_restart, progress=p), as_json, debug)
+
+
+@config.command(name="get")
+@click.argument("app")
+@click.argument("key", required=False)
+@JSON
+def config_get(app: str, key: str | None, as_json: bool) -> None:
+    """Show env variables (not secrets) from the manifest."""
+    from ripdep import appconfig, report
+
+    try:
+        env = appconfig.config_get(app, key)
+    except RipdepError as e:
+        fail(e, as_json)
+    if as_json:
+        report.print_json({"version": report.VERSION, "command": "config get", "app": app, "env": env})
+    else:
+        for k, v in env.items():
+            print(f"{k}={v}")
+
+
+@main.group()
+def secret() -> None:
+    """An app's secrets: values never pass through argv or output."""
+
+
+@secret.command(name="set")
+@click.argument("app")
+@click.argument("name")
+@NO_RESTART
+@JSON
+@DEBUG
+def secret_set(app: str, name: str, no_restart: bool, as_json: bool, debug: bool) -> None:
+    """Set secret NAME from stdin (one trailing newline is dropped) and apply it."""
+    from ripdep import appconfig
+
+    def call(progress):
+        if sys.stdin.isatty():
+            print(f"value of {name} (input hidden is not attempted; end with Ctrl-D):", file=sys.stderr)
+        value = appconfig.read_secret_value(sys.stdin.buffer.read())
+        return appconfig.secret_set(app, name, value, no_restart, progress=progress)
+
+    run_command("secret set", app, call, as_json, debug)
+
+
+@secret.command(name="rotate")
+@click.argument("app")
+@click.argument("name")
+@NO_RESTART
+@JSON
+@DEBUG
+def secret_rotate(app: str, name: str, no_restart: bool, as_json: bool, debug: bool) -> None:
+    """Give generated secret NAME a new value and restart the app."""
+    from ripdep import appconfig
+
+    run_command("secret rotate", app, lambda p: appconfig.secret_rotate(app, name, no_restart, progress=p),
+                as_json, debug)
+
+
+@secret.command(name="unset")
+@click.argument("app")
+@click.argument("name")
+@NO_RESTART
+@JSON
+@DEBUG
+def secret_unset(app: str, name: str, no_restart: bool, as_json: bool, debug: bool) -> None:
+    """Remove secret NAME from the manifest and the store, and apply."""
+    from ripdep import appconfig
+
+    run_command("secret unset", app, lambda p: appconfig.secret_unset(app, name, no_restart, progress=p),
+                as_json, debug)
+
+
+@secret.command(name="list")
+@click.argument("app")
+@JSON
+def secret_list(app: str, as_json: bool) -> None:
+    """Names, sources and last change of the app's secrets (never values)."""
+    from ripdep import appconfig, report
+
+    try:
+        rows = appconfig.secret_list(app)
+    except RipdepError as e:
+        fail(e, as_json)
+    if as_json:
+        report.print_json({"version": report.VERSION, "command": "secret list", "app": app, "secrets": rows})
+    else:
+        for r in rows:
+            source = r["source"] + (f" {r['ssm_name']}" if r["ssm_name"] else "")
+            print(f"{r['name']}  {source}  {r['last_change'] or 'no value'}")

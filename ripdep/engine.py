@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,11 +62,14 @@ def load_spec(app: str, manifest_file: Path | None, paths: Paths) -> AppSpec:
 def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
     """Every resource, in apply order. Reads the host; validates candidates; changes nothing
     (except recording a newly allocated port, under the host lock, outside --check)."""
-    steps = [manifest.plan(ctx.app, manifest_file, ctx.paths), user.plan(ctx)]
+    steps = [manifest.plan(ctx.app, manifest_file, ctx.paths)]
+    # secrets first: an SSM fetch that fails must stop the run before anything is recorded
+    steps.append(envfile.plan_secrets(ctx))
+    steps.append(user.plan(ctx))
     steps += database.plan(ctx)
     route.claim(ctx)
     steps.append(port.plan(ctx))
-    steps += envfile.plan(ctx)
+    steps.append(envfile.plan(ctx))
     steps.append(code.plan(ctx))
     unit_step = unit.plan(ctx)
     steps.append(unit_step)
@@ -110,14 +114,15 @@ def health_check(ctx: Context, deadline: float) -> http.Probe:
 
 
 def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, paths: Paths = PATHS,
-           progress=lambda step: None) -> RunResult:
+           progress=lambda step: None, lock: bool = True) -> RunResult:
+    """lock=False: the caller already holds the app's lock (config and secret commands)."""
     t0 = time.monotonic()
     spec = load_spec(app, manifest_file, paths)  # bad input fails here, before the host is read
     render.check_templates()
     require_root()
     systemd.require_systemd()
     host = load_host_config(paths)
-    with app_lock(app, paths):
+    with app_lock(app, paths) if lock else nullcontext():
         state = read_state(app, paths) or AppState(app)
         ctx = Context(spec, host, state, check=check, paths=paths)
         try:

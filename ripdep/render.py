@@ -115,7 +115,9 @@ def parse_env_file(text: str) -> dict[str, str]:
 
 # --- the files -------------------------------------------------------------------------------
 
-def render_unit(spec: AppSpec, paths: Paths = PATHS) -> str:
+def render_unit(spec: AppSpec, paths: Paths = PATHS, credentials: tuple[str, ...] = ()) -> str:
+    """The unit file; `credentials` are the secret names loaded with LoadCredential= (delivery =
+    "credentials"), read by systemd from the root-only store at each start."""
     start = list(spec.start)
     if "/" in start[0] and not start[0].startswith("/"):
         start[0] = str(paths.code(spec.name) / start[0])  # ./run.sh is relative to the code folder
@@ -130,6 +132,8 @@ def render_unit(spec: AppSpec, paths: Paths = PATHS) -> str:
         profile=spec.profile,
         database=spec.database,
         limits=spec.limits,
+        credentials=sorted(credentials),
+        secrets_dir=str(paths.secrets(spec.name)),
     )
 
 

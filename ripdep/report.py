@@ -12,7 +12,7 @@ import sys
 from ripdep.errors import RipdepError
 
 VERSION = 1
-PAST = {"stop": "stopped", "disable": "disabled", "create": "created", "update": "updated", "fix": "corrected", "remove": "removed", "enable": "enabled",
+PAST = {"rotate": "rotated", "stop": "stopped", "disable": "disabled", "create": "created", "update": "updated", "fix": "corrected", "remove": "removed", "enable": "enabled",
         "daemon-reload": "reloaded", "start": "started", "restart": "restarted", "reload": "reloaded",
         "allocate": "allocated"}
 
@@ -79,11 +79,12 @@ def print_summary(result) -> None:
     if result.check:
         print(f"{result.app}: {n} change(s) would be made" if n else f"{result.app}: nothing to change")
         return
-    state = f"{n} change(s)" if n else "unchanged"
-    health = ""
+    parts = [f"{n} change(s)" if n else "unchanged"]
+    if result.url:
+        parts.append(result.url)
     if result.health:
-        health = f", healthy in {result.health.seconds:.2f}s"
-    print(f"{result.app}: {state}, {result.url}{health} ({result.seconds:.2f}s)")
+        parts.append(f"healthy in {result.health.seconds:.2f}s")
+    print(f"{result.app}: {', '.join(parts)}" + (f" ({result.seconds:.2f}s)" if result.seconds else ""))
 
 
 def status_document(rows, error: RipdepError | None = None) -> dict:

@@ -20,9 +20,12 @@ SSM_NAME = re.compile(r"/[A-Za-z0-9_.\-/]+")
 MEMORY = re.compile(r"[1-9][0-9]*[KMGT]?|infinity")
 CPU = re.compile(r"[1-9][0-9]{0,4}%")
 GENERATE = "generate"
+STORED = "stored"  # set by the operator with `ripdep secret set`, kept only in the secrets store
+DELIVERIES = ("env", "credentials")
+RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY"})
 
 TOP_KEYS = {"source", "start", "health", "database", "profile", "route", "env", "secrets",
-            "secrets_from", "limits"}
+            "secrets_from", "delivery", "limits"}
 ROUTE_KEYS = {"path", "host", "tls"}
 LIMIT_KEYS = {"memory", "cpu", "tasks"}
 
@@ -45,7 +48,7 @@ class Limits:
 class SecretSource:
     """Where one declared secret comes from: generated once, or an SSM parameter."""
 
-    kind: str  # "generate" | "ssm"
+    kind: str  # "generate" | "stored" | "ssm"
     ssm_name: str | None = None
 
 
@@ -62,6 +65,7 @@ class AppSpec:
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, SecretSource] = field(default_factory=dict)
     secrets_from: tuple[str, ...] = ()
+    delivery: str = "env"  # how secrets reach the app: the env file, or systemd credentials
     limits: Limits = field(default_factory=Limits)
 
     @property
@@ -163,15 +167,15 @@ def _secrets(table: dict) -> dict[str, SecretSource]:
     for key, value in table.items():
         where = f"manifest key 'secrets.{key}'"
         names.check_env_key(key, where)
-        if value == GENERATE:
-            out[key] = SecretSource("generate")
+        if value in (GENERATE, STORED):
+            out[key] = SecretSource(value)
         elif isinstance(value, str) and value.startswith("ssm:"):
             name = _ssm(value, where)
             if name.endswith("/"):
                 raise BadInput(f"{where}: a path ({value}) belongs in secrets_from, a single parameter here")
             out[key] = SecretSource("ssm", name)
         else:
-            raise BadInput(f"{where}: expected \"generate\" or \"ssm:/parameter/name\"")
+            raise BadInput(f"{where}: expected \"generate\", \"stored\" or \"ssm:/parameter/name\"")
     return out
 
 
@@ -207,9 +211,12 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     clash = sorted(set(env) & set(secrets))
     if clash:
         raise BadInput(f"manifest: '{clash[0]}' is both in env and in secrets")
-    reserved = sorted((set(env) | set(secrets)) & {"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL"})
+    reserved = sorted((set(env) | set(secrets)) & RESERVED_ENV)
     if reserved:
         raise BadInput(f"manifest: '{reserved[0]}' is set by ripdep and cannot be overridden")
+    delivery = _get(data, "delivery", str, "a string") or "env"
+    if delivery not in DELIVERIES:
+        raise BadInput(f"manifest key 'delivery': {delivery!r} is not one of {', '.join(DELIVERIES)}")
     base = manifest_path.parent
     return AppSpec(
         name=app,
@@ -223,6 +230,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         env=env,
         secrets=secrets,
         secrets_from=tuple(_ssm(v, "secrets_from") for v in secrets_from),
+        delivery=delivery,
         limits=_limits(_get(data, "limits", dict, "a table") or {}),
     )
 

@@ -8,7 +8,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 ./install.sh
 
-TEST_PACKAGES=(systemd-container openssh-server openssh-client iproute2 util-linux procps curl)
+TEST_PACKAGES=(systemd-container openssh-server openssh-client iproute2 util-linux procps curl strace)
 missing=()
 for p in "${TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,14 +1,19 @@
-"""secret:NAME/KEY and env:NAME — secrets resolved into the store, then the root-only env file.
+"""secrets:NAME and env:NAME — secrets resolved into the store, then the root-only env file.
 
 Generated secrets are created once with a CSPRNG and kept. SSM-sourced ones are fetched during
-planning (so a fetch failure stops the run before anything changes) and written only when the value
-differs from the store (compare, never rewrite).
+planning, before anything on the host changes (a fetch failure leaves the running app and its old
+values alone), and written only when the value differs from the store (compare, never rewrite).
+With `delivery = "credentials"` the env file holds no secrets: the unit loads each one from the
+store with LoadCredential=.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from ripdep import render
 from ripdep.context import Context
+from ripdep.errors import PreconditionFailed
 from ripdep.host import fs
 from ripdep.resources import Change, Step
 from ripdep.resources.file import DesiredFile, plan_file
@@ -20,7 +25,6 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
     folder = ctx.paths.secrets(ctx.app)
     stored = read_store(folder)
     wanted: dict[str, Secret] = {}
-    changes: list[Change] = []
     ssm_values = {}
     if any(s.kind == "ssm" for s in ctx.spec.secrets.values()) or ctx.spec.secrets_from:
         from ripdep.ssm import fetch_for_app  # boto3 is imported only on this path
@@ -29,10 +33,16 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
     for key, source in ctx.spec.secrets.items():
         if source.kind == "generate":
             wanted[key] = stored.get(key) or generate()
+        elif source.kind == "stored":
+            if key not in stored:
+                raise PreconditionFailed(f"secret {key} of app {ctx.app} is declared as stored but has no value",
+                                         hint=f"set it: ripdep secret set {ctx.app} {key} < file")
+            wanted[key] = stored[key]
         else:
             wanted[key] = ssm_values[key]
     for key, value in ssm_values.items():
         wanted.setdefault(key, value)
+    changes = []
     for key, value in sorted(wanted.items()):
         if stored.get(key) != value:
             action = "create" if key not in stored else "update"
@@ -41,19 +51,32 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
     return wanted, changes
 
 
-def plan(ctx: Context) -> list[Step]:
-    secrets, secret_changes = resolve_secrets(ctx)
-    ctx.secrets = secrets
+def secrets_digest(secrets: dict[str, Secret]) -> str:
+    """Changes when any value changes (credentials are read at start, so a new value needs a
+    restart); kept only inside the root-only state's combined hash, never shown."""
+    h = hashlib.sha256()
+    for key, value in sorted(secrets.items()):
+        h.update(key.encode() + b"\0" + value.reveal().encode() + b"\0")
+    return h.hexdigest()
+
+
+def plan_secrets(ctx: Context) -> Step:
+    ctx.secrets, changes = resolve_secrets(ctx)
+    sources = sorted({s.kind for s in ctx.spec.secrets.values()} | ({"ssm"} if ctx.spec.secrets_from else set()))
+    return Step(f"secrets:{ctx.app}", changes, f"{len(ctx.secrets)} secret(s)" + (f" ({', '.join(sources)})" if sources else ""))
+
+
+def plan(ctx: Context) -> Step:
+    secrets = ctx.secrets if ctx.spec.delivery == "env" else {}
     env = render.app_environment(ctx.spec, ctx.port)
     text = render.render_env_file(ctx.app, env, {k: v.reveal() for k, v in secrets.items()})
-    ctx.env_text = text
-    masked = render.mask_env_file(text, set(secrets))
+    ctx.env_text = text + (secrets_digest(ctx.secrets) if ctx.spec.delivery == "credentials" else "")
+    keys = set(secrets)
     want = DesiredFile(ctx.paths.env_file(ctx.app), text.encode(), 0o600,
-                       marker=render.MARKER.format(app=ctx.app), masked=masked.encode())
-    fs_ensure = lambda: fs.ensure_dir(ctx.paths.env_root, mode=0o700)  # noqa: E731
-    env_changes = plan_file(f"env:{ctx.app}", want,
-                            current_masked=lambda cur: render.mask_env_file(cur.content.decode(), set(secrets)).encode())
-    for c in env_changes:
+                       marker=render.MARKER.format(app=ctx.app), masked=render.mask_env_file(text, keys).encode())
+    changes = plan_file(f"env:{ctx.app}", want,
+                        current_masked=lambda cur: render.mask_env_file(cur.content.decode(), keys).encode())
+    for c in changes:
         write = c.run
-        c.run = lambda write=write: (fs_ensure(), write())
-    return [Step(f"secrets:{ctx.app}", secret_changes, f"{len(secrets)} secret(s)"), Step(f"env:{ctx.app}", env_changes)]
+        c.run = lambda write=write: (fs.ensure_dir(ctx.paths.env_root, mode=0o700), write())
+    return Step(f"env:{ctx.app}", changes)

@@ -34,7 +34,8 @@ def validate_unit(name: str, text: str, profile: str) -> float:
 
 
 def plan(ctx: Context) -> Step:
-    text = render.render_unit(ctx.spec, ctx.paths)
+    credentials = tuple(ctx.secrets) if ctx.spec.delivery == "credentials" else ()
+    text = render.render_unit(ctx.spec, ctx.paths, credentials)
     ctx.unit_text = text
     want = DesiredFile(ctx.paths.unit(ctx.app), text.encode(), 0o644, marker=render.MARKER.format(app=ctx.app))
     changes = plan_file(f"unit:{ctx.unit_name}", want)

@@ -154,3 +154,28 @@ def probe_factory(ct):
         assert code == 0, doc
         return app
     return make
+
+
+MOTO_PORT = 5055
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+       "AWS_ENDPOINT_URL_SSM": f"http://127.0.0.1:{MOTO_PORT}"}
+
+
+def start_moto(ct) -> None:
+    """moto_server as a transient unit on loopback inside the container (a real HTTP endpoint)."""
+    ct.run("systemd-run", "--unit=moto", f"{TEST_VENV}/bin/moto_server", "-H", "127.0.0.1", "-p", str(MOTO_PORT),
+           check=True)
+    ct.sh(f"for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:{MOTO_PORT}/ && exit 0; sleep 0.1; done; exit 1",
+          check=True)
+
+
+@pytest.fixture(scope="session")
+def moto(ct):
+    start_moto(ct)
+    yield
+    ct.run("systemctl", "stop", "moto")
+
+
+def ssm(ct, action: str, params: dict) -> None:
+    ct.run(f"{TEST_VENV}/bin/python", str(ROOT / "tests/fixtures/ssm.py"), action, input=json.dumps(params),
+           env=AWS, check=True)

@@ -126,3 +126,12 @@ def test_foreign_user_is_never_adopted(ct):
     code, doc = ct.deploy_json("somebody", "--manifest", str(ROOT / EXAMPLE))
     assert code == 9 and doc["errors"][0]["code"] == "conflict"
     assert snapshot(ct) == before
+
+
+def test_no_change_deploy_imports_neither_boto3_nor_psycopg(ct):
+    # the speed design: heavy modules only on the paths that use them
+    proc = ct.run("/opt/ripdep/bin/python", "-X", "importtime", "-m", "ripdep", "deploy", "hello", "--json")
+    assert proc.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "ripdep.engine" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("boto3", "botocore", "psycopg")}
