@@ -324,3 +324,89 @@ def secret_list(app: str, as_json: bool) -> None:
         for r in rows:
             source = r["source"] + (f" {r['ssm_name']}" if r["ssm_name"] else "")
             print(f"{r['name']}  {source}  {r['last_change'] or 'no value'}")
+
+
+class BackupGroup(click.Group):
+    """`ripdep backup APP` takes a backup; `ripdep backup list APP` lists them ("list" is a
+    reserved app name, so the two never clash)."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] in self.commands and args[0] != "take":
+            return super().resolve_command(ctx, args)
+        return "take", self.commands["take"], args
+
+
+@main.group(cls=BackupGroup, invoke_without_command=False)
+def backup() -> None:
+    """Backups: `ripdep backup APP` takes and verifies one; `ripdep backup list APP` lists them."""
+
+
+@backup.command(name="take", hidden=True)
+@click.argument("app")
+@JSON
+@DEBUG
+def backup_take(app: str, as_json: bool, debug: bool) -> None:
+    """Take a verified backup of APP."""
+    from ripdep import dataops, report
+
+    progress = (lambda msg: None) if as_json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        result = dataops.backup_app(app, progress=progress)
+    except RipdepError as e:
+        fail(e, as_json, {"version": report.VERSION, "command": "backup", "app": app, "failed": True,
+                          "backup": None, "removed": [], "errors": [e.as_dict()], "exit_code": e.exit_status})
+    except Exception:
+        internal(debug)
+    b = result.backup
+    if as_json:
+        report.print_json({"version": report.VERSION, "command": "backup", "app": app, "failed": False,
+                           "backup": b.as_dict(), "removed": result.removed, "errors": [], "exit_code": 0})
+    else:
+        where = f", copied to {b.remote}" if b.remote else ""
+        print(f"{app}: backup {b.name} verified in {b.verify_seconds:.2f}s ({b.size_bytes} bytes) at {b.path}{where}")
+
+
+@backup.command(name="list")
+@click.argument("app")
+@JSON
+def backup_list(app: str, as_json: bool) -> None:
+    """APP's backups: local and remote copies, with their verification."""
+    from ripdep import dataops, report
+
+    try:
+        rows = dataops.list_backups(app)
+    except RipdepError as e:
+        fail(e, as_json)
+    if as_json:
+        report.print_json({"version": report.VERSION, "command": "backup list", "app": app, "backups": rows})
+        return
+    for r in rows:
+        state = {True: "verified", False: "FAILED", None: "unverified"}[r["verified"]] if r["local"] else "-"
+        remote = r["remote"] or "-"
+        print(f"{r['name']}  local:{state if r['local'] else 'no'}  remote:{remote}  {r['size_bytes']} bytes")
+
+
+@main.command()
+@click.argument("app")
+@click.argument("backup_ref", metavar="BACKUP")
+@click.option("--yes", is_flag=True, help="Confirm: the app's database, state dir and secrets are replaced.")
+@JSON
+@DEBUG
+def restore(app: str, backup_ref: str, yes: bool, as_json: bool, debug: bool) -> None:
+    """Restore APP from BACKUP (a folder name or path): checksums, database, state dir, secrets; start."""
+    from ripdep import dataops
+
+    run_command("restore", app, lambda p: dataops.restore_app(app, backup_ref, yes, progress=p), as_json, debug)
+
+
+@main.command()
+@click.argument("app")
+@click.option("--yes", is_flag=True, help="Confirm the removal (nothing is asked interactively).")
+@click.option("--backup", "take_backup", is_flag=True, help="Take and verify a backup first.")
+@JSON
+@DEBUG
+def destroy(app: str, yes: bool, take_backup: bool, as_json: bool, debug: bool) -> None:
+    """Remove every resource of APP; needs a fresh verified backup (or --backup). Backups are kept."""
+    from ripdep import dataops
+
+    run_command("destroy", app, lambda p: dataops.destroy_app(app, yes, take_backup, progress=p), as_json, debug)

@@ -18,7 +18,7 @@ from ripdep.host import http, systemd
 from ripdep.hostconfig import load_host_config
 from ripdep.lock import app_lock
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import Step, code, database, envfile, manifest, port, route, service, unit, user
+from ripdep.resources import Step, code, database, envfile, manifest, port, route, schedule, service, unit, user
 from ripdep.spec import AppSpec, load_manifest
 from ripdep.state import AppState, read_state
 
@@ -75,6 +75,7 @@ def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
     steps.append(unit_step)
     steps.append(service.plan(ctx, unit_file_changes=unit_step.changed))
     steps.append(route.plan(ctx))
+    steps.append(schedule.plan(ctx))
     return steps
 
 

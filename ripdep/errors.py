@@ -17,6 +17,7 @@ EXIT_UNKNOWN_APP = 7  # the app is not managed by ripdep
 EXIT_APPLY = 8  # a host operation failed while applying (the message says what state the host is in)
 EXIT_CONFLICT = 9  # a user, group, role, database, unit or file of that name exists and is not ripdep's
 EXIT_DEGRADED = 10  # status --strict: an app is failed, or failing its health check
+EXIT_BACKUP = 11  # a backup failed its checksums or its restore verification
 
 CODE_TO_EXIT = {
     "internal": EXIT_INTERNAL,
@@ -29,6 +30,7 @@ CODE_TO_EXIT = {
     "apply_failed": EXIT_APPLY,
     "conflict": EXIT_CONFLICT,
     "degraded": EXIT_DEGRADED,
+    "backup_invalid": EXIT_BACKUP,
 }
 
 
@@ -85,3 +87,7 @@ class Conflict(RipdepError):
 
 class Degraded(RipdepError):
     code = "degraded"
+
+
+class BackupInvalid(RipdepError):
+    code = "backup_invalid"

@@ -25,10 +25,24 @@ health_timeout = 30
 # AWS SSM Parameter Store: region and endpoint (empty = the standard AWS environment and config).
 ssm_region = ""
 ssm_endpoint = ""
+
+# Backups (/var/backups/ripdep/APP/): verified backups kept per app (a manifest's [backup] keep
+# overrides it), the age in seconds after which the last backup of a scheduled app counts as
+# stale, and how fresh a verified backup must be for `ripdep destroy`.
+backup_keep = 7
+backup_stale_after = 93600
+destroy_backup_max_age = 900
+
+# Off-host copies of verified backups in S3 (empty bucket = off). Region/endpoint as for SSM.
+s3_bucket = ""
+s3_prefix = "ripdep"
+s3_region = ""
+s3_endpoint = ""
 """
 
 KEYS = {"port_min": int, "port_max": int, "caddy_path_site": str, "health_timeout": int,
-        "ssm_region": str, "ssm_endpoint": str}
+        "ssm_region": str, "ssm_endpoint": str, "backup_keep": int, "backup_stale_after": int,
+        "destroy_backup_max_age": int, "s3_bucket": str, "s3_prefix": str, "s3_region": str, "s3_endpoint": str}
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,13 @@ class HostConfig:
     health_timeout: int = 30
     ssm_region: str = ""
     ssm_endpoint: str = ""
+    backup_keep: int = 7
+    backup_stale_after: int = 93600
+    destroy_backup_max_age: int = 900
+    s3_bucket: str = ""
+    s3_prefix: str = "ripdep"
+    s3_region: str = ""
+    s3_endpoint: str = ""
 
 
 def load_host_config(paths: Paths = PATHS) -> HostConfig:

@@ -22,32 +22,33 @@ def _open(path: Path) -> int:
 
 
 @contextmanager
-def app_lock(app: str, paths: Paths = PATHS):
+def app_lock(app: str, paths: Paths = PATHS, wait: float = 0):
+    """wait > 0: keep trying that many seconds (scheduled backups queue behind a deploy)."""
     fd = _open(paths.locks / f"{app}.lock")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"another ripdep run is working on app {app}",
-                           hint="wait for it to finish and run again") from None
+        _acquire(fd, wait, f"another ripdep run is working on app {app}")
         yield
     finally:
         os.close(fd)
+
+
+def _acquire(fd: int, wait: float, message: str) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LockHeld(message, hint="wait for it to finish and run again") from None
+            time.sleep(0.02)
 
 
 @contextmanager
 def host_lock(paths: Paths = PATHS, timeout: float = 60):
     fd = _open(paths.locks / ".host.lock")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockHeld("the host-wide ripdep lock is held for too long") from None
-                time.sleep(0.02)
+        _acquire(fd, timeout, "the host-wide ripdep lock is held for too long")
         yield
     finally:
         os.close(fd)

@@ -22,7 +22,7 @@ RESERVED_NAMES = frozenset(
     adm wheel staff users tty disk kmem dialout cdrom floppy audio video plugdev netdev operator
     shadow utmp tape voice src sasl input sgx kvm render lpadmin polkitd dbus syslog tss uuidd
     dnsmasq avahi ntp chrony www http nginx apache mysql redis template0 template1 public
-    pg-database-owner ripdep-apps""".split()
+    pg-database-owner ripdep-apps list""".split()
 )
 RESERVED_PREFIXES = ("systemd-", "pg-", "ripdep-")
 

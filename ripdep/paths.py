@@ -73,6 +73,16 @@ class Paths:
         return self.caddy_admin_dir / "admin.sock"
 
     @property
+    def backups_root(self) -> Path:
+        return self._p("var/backups/ripdep")
+
+    def backups(self, app: str) -> Path:
+        return self.backups_root / app
+
+    def backup_unit_name(self, app: str, kind: str = "service") -> str:
+        return f"ripdep-backup-{app}.{kind}"
+
+    @property
     def locks(self) -> Path:
         return self._p("run/ripdep/locks")
 

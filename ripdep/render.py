@@ -14,7 +14,8 @@ from ripdep.errors import PreconditionFailed, ValidationFailed
 from ripdep.paths import PATHS, Paths
 from ripdep.spec import AppSpec
 
-TEMPLATE_FILES = ("units/app.service.j2", "caddy/path.caddy.j2", "caddy/host.caddy.j2")
+TEMPLATE_FILES = ("units/app.service.j2", "units/backup.service.j2", "units/backup.timer.j2",
+                  "caddy/path.caddy.j2", "caddy/host.caddy.j2")
 MARKER = "# managed by ripdep: app {app}"  # first line of every file ripdep writes for an app
 
 

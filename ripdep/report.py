@@ -12,7 +12,7 @@ import sys
 from ripdep.errors import RipdepError
 
 VERSION = 1
-PAST = {"rotate": "rotated", "stop": "stopped", "disable": "disabled", "create": "created", "update": "updated", "fix": "corrected", "remove": "removed", "enable": "enabled",
+PAST = {"restore": "restored", "rotate": "rotated", "stop": "stopped", "disable": "disabled", "create": "created", "update": "updated", "fix": "corrected", "remove": "removed", "enable": "enabled",
         "daemon-reload": "reloaded", "start": "started", "restart": "restarted", "reload": "reloaded",
         "allocate": "allocated"}
 

@@ -25,7 +25,11 @@ DELIVERIES = ("env", "credentials")
 RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY"})
 
 TOP_KEYS = {"source", "start", "health", "database", "profile", "route", "env", "secrets",
-            "secrets_from", "delivery", "limits"}
+            "secrets_from", "delivery", "limits", "backup"}
+BACKUP_KEYS = {"schedule", "keep"}
+# an OnCalendar= expression: letters, digits and the punctuation calendar specs use; checked again
+# by `systemd-analyze calendar` before a timer is written
+CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ -]{1,100}")
 ROUTE_KEYS = {"path", "host", "tls"}
 LIMIT_KEYS = {"memory", "cpu", "tasks"}
 
@@ -42,6 +46,12 @@ class Limits:
     memory: str | None = None  # MemoryMax=
     cpu: str | None = None  # CPUQuota=
     tasks: int | None = None  # TasksMax=
+
+
+@dataclass(frozen=True)
+class Backup:
+    schedule: str | None = None  # OnCalendar= of the backup timer; None = no scheduled backups
+    keep: int | None = None  # verified backups kept (None = the host's backup_keep)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,7 @@ class AppSpec:
     secrets_from: tuple[str, ...] = ()
     delivery: str = "env"  # how secrets reach the app: the env file, or systemd credentials
     limits: Limits = field(default_factory=Limits)
+    backup: Backup = field(default_factory=Backup)
 
     @property
     def user(self) -> str:
@@ -155,6 +166,18 @@ def _limits(table: dict) -> Limits:
     return Limits(memory, cpu, tasks)
 
 
+def _backup(table: dict) -> Backup:
+    _unknown(table, BACKUP_KEYS, "backup.")
+    schedule = _get(table, "schedule", str, "a string such as \"daily\"", "backup.")
+    keep = _get(table, "keep", int, "an integer", "backup.")
+    if schedule is not None and (not CALENDAR.fullmatch(schedule) or schedule.strip() != schedule):
+        raise BadInput(f"manifest key 'backup.schedule': {schedule!r} is not a calendar expression like "
+                       "\"daily\" or \"*-*-* 03:00:00\"")
+    if keep is not None and not 1 <= keep <= 1000:
+        raise BadInput(f"manifest key 'backup.keep': {keep} is out of range 1..1000")
+    return Backup(schedule, keep)
+
+
 def _ssm(value: str, where: str) -> str:
     name = value[len("ssm:"):]
     if not SSM_NAME.fullmatch(name) or "//" in name:
@@ -232,6 +255,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         secrets_from=tuple(_ssm(v, "secrets_from") for v in secrets_from),
         delivery=delivery,
         limits=_limits(_get(data, "limits", dict, "a table") or {}),
+        backup=_backup(_get(data, "backup", dict, "a table") or {}),
     )
 
 

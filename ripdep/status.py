@@ -38,13 +38,19 @@ class AppStatus:
     database_bytes: int | None = None
     exposure: float | None = None
     last_change: str | None = None
+    backup_state: str = "none"  # none | ok | stale (scheduled, too old) | failed (last run failed)
+    backup_last: str | None = None  # newest verified backup
+    backup_age_seconds: int | None = None
+    backup_size_bytes: int | None = None
+    backup_error: str | None = None  # of the last run, when it failed
     problem: str | None = None  # why the row could not be read completely
 
     @property
     def degraded(self) -> bool:
         failed = self.active_state == "failed"
         down = self.desired == "running" and self.active_state not in ("active", "activating", "reloading")
-        return failed or down or self.health == "failing" or self.problem is not None
+        return (failed or down or self.health == "failing" or self.problem is not None
+                or self.backup_state in ("failed", "stale"))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "degraded": self.degraded}
@@ -62,7 +68,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
     """Health checks (waiting on the apps) and the database-size query run in threads while the
     main thread reads systemd over D-Bus: the three overlap instead of adding up."""
     systemd.require_systemd()
-    load_host_config(paths)  # an uninitialised host is a clear error, not an empty table
+    host = load_host_config(paths)  # an uninitialised host is a clear error, not an empty table
     rows, targets = [], {}
     for app in apps:
         row = AppStatus(app)
@@ -77,6 +83,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
             row.problem = f"manifest: {e.message}"
             continue
         row.url = _url(spec)
+        _backup_columns(row, spec, host, paths)
         if row.desired == "running" and row.port:
             targets[app] = _health_target(spec, row.port)
     with ThreadPoolExecutor(max_workers=min(32, len(targets) + 1)) as pool:
@@ -88,6 +95,21 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
                 _set_health(row, probes[row.app].result())
         _set_sizes(rows, sizes.result())
     return rows
+
+
+def _backup_columns(row: AppStatus, spec, host, paths: Paths) -> None:
+    from ripdep import backup
+
+    verified = [b for b in backup.local_backups(row.app, paths) if b.verified]
+    if verified:
+        newest = verified[-1]
+        row.backup_last, row.backup_age_seconds, row.backup_size_bytes = newest.name, newest.age_seconds, newest.size_bytes
+        row.backup_state = "ok"
+    last = backup.last_run(row.app, paths)
+    if last is not None and not last.get("ok"):
+        row.backup_state, row.backup_error = "failed", last.get("error") or "unverified"
+    elif spec.backup.schedule and (row.backup_age_seconds is None or row.backup_age_seconds > host.backup_stale_after):
+        row.backup_state = "stale"
 
 
 def rows_url(rows: list[AppStatus], app: str) -> str:
@@ -170,7 +192,16 @@ def human_duration(s: int | None) -> str:
 
 
 COLUMNS = ("APP", "DESIRED", "STATE", "PID", "UP", "RESTARTS", "MEMORY", "PORT", "HEALTH", "DB", "EXPOSURE",
-           "LAST DEPLOY", "URL")
+           "LAST DEPLOY", "BACKUP", "URL")
+
+
+def backup_cell(r: AppStatus) -> str:
+    if r.backup_state == "failed":
+        return "FAILED"
+    if r.backup_last is None:
+        return "STALE (none)" if r.backup_state == "stale" else "none"
+    cell = f"{human_duration(r.backup_age_seconds)} ago {human_bytes(r.backup_size_bytes)}"
+    return f"STALE {cell}" if r.backup_state == "stale" else cell
 
 
 def table(rows: list[AppStatus], colour: bool) -> str:
@@ -183,7 +214,8 @@ def table(rows: list[AppStatus], colour: bool) -> str:
         lines.append((r.app, r.desired or "-", f"{r.active_state}/{r.sub_state}", str(r.main_pid or "-"),
                       human_duration(r.uptime_seconds), str(r.restarts if r.restarts is not None else "-"), memory,
                       str(r.port or "-"), health, human_bytes(r.database_bytes),
-                      "-" if r.exposure is None else f"{r.exposure:.1f}", r.last_change or "-", r.url or "-"))
+                      "-" if r.exposure is None else f"{r.exposure:.1f}", r.last_change or "-", backup_cell(r),
+                      r.url or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     out = []
     for i, line in enumerate(lines):
@@ -194,4 +226,6 @@ def table(rows: list[AppStatus], colour: bool) -> str:
     for r in rows:
         if r.problem:
             out.append(f"{r.app}: {r.problem}")
+        if r.backup_error:
+            out.append(f"{r.app}: last backup failed: {r.backup_error}")
     return "\n".join(out)

@@ -89,3 +89,12 @@ def remove_file(path: Path) -> bool:
         return False
     fsync_dir(path.parent)
     return True
+
+
+def symlink(link: Path, target: Path) -> None:
+    """Create or replace a symlink atomically (a temp link renamed over it)."""
+    ensure_dir(link.parent, mode=0o755)
+    tmp = link.with_name(f".{link.name}.tmp")
+    remove_file(tmp)
+    os.symlink(target, tmp)
+    os.rename(tmp, link)

@@ -65,18 +65,29 @@ SEP = "\x1f"  # unit separator between fields
 REC = "\x1e"  # record separator between rows: a foreign comment may hold newlines
 
 
-def psql_binary() -> str:
-    # the real binary, not Debian's Perl wrapper /usr/bin/psql (which alone costs ~30 ms)
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), key=lambda p: int(p.split("/")[4]))
+def pg_tool(name: str = "psql") -> str:
+    """The newest PostgreSQL client binary: the real one, not Debian's Perl wrapper in /usr/bin
+    (which alone costs ~30 ms per call)."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
     if not found:
-        raise PreconditionFailed("psql is not installed", hint="apt-get install postgresql-client")
+        raise PreconditionFailed(f"{name} is not installed", hint="apt-get install postgresql-client")
     return found[-1]
+
+
+def run_as_postgres(argv: list[str], *, stdin=None, stdout=None, timeout: float = 3600):
+    """A PostgreSQL client tool as the postgres user (peer auth), with files opened by root passed
+    as stdin/stdout so the tool never needs to read ripdep's root-only folders itself."""
+    import subprocess
+
+    return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                          stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE,
+                          user="postgres", timeout=timeout, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
 
 
 def psql_rows(query: str, **variables: str) -> list[list[str | None]]:
     import subprocess
 
-    argv = [psql_binary(), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", SEP, "-R", REC, "-P", f"null={NULL}",
+    argv = [pg_tool("psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", SEP, "-R", REC, "-P", f"null={NULL}",
             "-h", SOCKET_DIR, "-U", "postgres", "-d", "postgres"]
     for key, value in variables.items():
         argv += ["-v", f"{key}={value}"]
@@ -156,3 +167,19 @@ class Postgres:
 
     def server_version(self) -> str:
         return self.execute("SHOW server_version")[0][0]
+
+    def drop_database(self, name: str) -> None:
+        from psycopg import sql
+
+        self.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def create_scratch_database(self, name: str) -> None:
+        from psycopg import sql
+
+        self.drop_database(name)
+        self.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+    def drop_role(self, name: str) -> None:
+        from psycopg import sql
+
+        self.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

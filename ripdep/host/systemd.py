@@ -80,7 +80,7 @@ class Bus:
 
         load_state = unit(b"LoadState").decode()
         active_state = unit(b"ActiveState").decode()
-        loaded = load_state == "loaded"
+        loaded = load_state == "loaded" and name.endswith(".service")  # timers have no Service interface
         running = active_state != "inactive" and loaded
         return UnitState(
             load_state=load_state,
@@ -98,6 +98,11 @@ class Bus:
 
 def systemctl(*args: str) -> None:
     run(["systemctl", *args])
+
+
+def run_systemctl_quiet(*args: str) -> None:
+    """systemctl where "already so" is fine (stopping a stopped unit, disabling a missing one)."""
+    run(["systemctl", *args], check=False)
 
 
 def daemon_reload() -> None:

@@ -50,3 +50,8 @@ def create_system_user(name: str, *, gecos: str, home: str) -> None:
 
 def modify_user(name: str, *, gecos: str, home: str) -> None:
     run(["usermod", "--comment", gecos, "--home", home, "--shell", NOLOGIN, name])
+
+
+def delete_user(name: str) -> None:
+    # the user's group goes with it (USERGROUPS_ENAB); its files were removed by the caller
+    run(["userdel", name])

@@ -57,12 +57,7 @@ def wants_link(paths: Paths, app: str) -> Path:
 def enable(paths: Paths, app: str) -> None:
     """What `systemctl enable` does for WantedBy=multi-user.target, without its own daemon-reload
     (~100 ms); the caller's planned daemon-reload follows."""
-    link = wants_link(paths, app)
-    fs.ensure_dir(link.parent, mode=0o755)
-    tmp = link.with_name(f".{link.name}.tmp")
-    fs.remove_file(tmp)
-    os.symlink(paths.unit(app), tmp)
-    os.rename(tmp, link)
+    fs.symlink(wants_link(paths, app), paths.unit(app))
 
 
 def disable(paths: Paths, app: str) -> None:

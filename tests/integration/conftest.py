@@ -177,5 +177,5 @@ def moto(ct):
 
 
 def ssm(ct, action: str, params: dict) -> None:
-    ct.run(f"{TEST_VENV}/bin/python", str(ROOT / "tests/fixtures/ssm.py"), action, input=json.dumps(params),
+    ct.run(f"{TEST_VENV}/bin/python", str(ROOT / "tests/fixtures/aws.py"), action, input=json.dumps(params),
            env=AWS, check=True)

@@ -10,7 +10,8 @@ from conftest import App, manifest
 
 STATUS_KEYS = {"app", "desired", "active_state", "sub_state", "main_pid", "uptime_seconds", "restarts",
                "memory_bytes", "memory_max_bytes", "port", "url", "health", "health_status", "health_latency_ms",
-               "health_error", "database_bytes", "exposure", "last_change", "problem", "degraded"}
+               "health_error", "database_bytes", "exposure", "last_change", "backup_state", "backup_last",
+               "backup_age_seconds", "backup_size_bytes", "backup_error", "problem", "degraded"}
 
 
 def status_json(ct, *apps, strict=False):
