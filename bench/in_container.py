@@ -2,6 +2,7 @@
 
   python3 bench/in_container.py deploy     first deploy, no-change rerun, --help
   python3 bench/in_container.py status     `ripdep status --json` with 10 and 50 apps
+  python3 bench/in_container.py backup     backup + verification of a 100 MB database vs plain pg_dump
 """
 
 import json
@@ -24,9 +25,10 @@ def timed(argv):
     return elapsed, proc.stdout
 
 
-def row(name, samples, note=""):
+def row(name, samples, note=None):
     med = statistics.median(samples)
-    print(f"| {name} | {med:.3f} | {min(samples):.3f} | {max(samples):.3f} | {len(samples)} | {note} |")
+    tail = f" {note} |" if note is not None else ""
+    print(f"| {name} | {med:.3f} | {min(samples):.3f} | {max(samples):.3f} | {len(samples)} |{tail}")
 
 
 def bench_deploy(first_runs=5, reruns=20):
@@ -67,5 +69,27 @@ def bench_status(counts=(10, 50), runs=15):
         print(f"| {count} | {med:.3f} | {min(samples):.3f} | {max(samples):.3f} | {runs} | {med / count * 1000:.1f} |")
 
 
+def bench_backup(runs=3):
+    timed(["ripdep", "deploy", "big", "--manifest", str(EXAMPLE), "--json"])
+    fill = ("DROP TABLE IF EXISTS filler; CREATE TABLE filler AS SELECT g, md5(g::text) || repeat('x', 100) AS t "
+            "FROM generate_series(1, 480000) g; CREATE INDEX ON filler (g);")
+    psql = ["runuser", "-u", "big", "--", "psql", "-XAtq", "-h", "/run/postgresql", "-d", "big", "-c"]
+    timed(psql + [fill])
+    size = int(timed(psql + ["SELECT pg_database_size('big')"])[1])
+    plain, ours = [], []
+    for _ in range(runs):
+        plain.append(timed(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_dump", "-Fc",
+                            "-h", "/run/postgresql", "-d", "big", "-f", "/tmp/plain.dump"])[0])
+        elapsed, out = timed(["ripdep", "backup", "big", "--json"])
+        ours.append(elapsed)
+        assert json.loads(out)["backup"]["verified"]
+    print(f"database size: {size / 1e6:.0f} MB")
+    print("| measurement | median s | min s | max s | runs |")
+    print("|---|---|---|---|---|")
+    row("plain `pg_dump -Fc` (to a file)", plain)
+    row("`ripdep backup big` (dump, state, secrets, checksums, verification by restore)", ours)
+    print(f"\nratio backup+verify / plain dump: {statistics.median(ours) / statistics.median(plain):.2f}")
+
+
 if __name__ == "__main__":
-    {"deploy": bench_deploy, "status": bench_status}[sys.argv[1]]()
+    {"deploy": bench_deploy, "status": bench_status, "backup": bench_backup}[sys.argv[1]]()

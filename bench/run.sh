@@ -1,6 +1,6 @@
 #!/bin/bash
 # Benchmarks, in a throw-away systemd container (tests/ct.sh). Prints markdown tables for
-# docs/benchmarks.md.   sudo bench/run.sh [deploy] [status]
+# docs/benchmarks.md.   sudo bench/run.sh [deploy] [status] [backup]
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root" >&2; exit 3; }

@@ -363,7 +363,7 @@ def backup_take(app: str, as_json: bool, debug: bool) -> None:
                            "backup": b.as_dict(), "removed": result.removed, "errors": [], "exit_code": 0})
     else:
         where = f", copied to {b.remote}" if b.remote else ""
-        print(f"{app}: backup {b.name} verified in {b.verify_seconds:.2f}s ({b.size_bytes} bytes) at {b.path}{where}")
+        print(f"{app}: backup {b.name} verified ({b.size_bytes} bytes) at {b.path}{where}")
 
 
 @backup.command(name="list")

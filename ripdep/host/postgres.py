@@ -74,6 +74,9 @@ def pg_tool(name: str = "psql") -> str:
     return found[-1]
 
 
+PG_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
 def run_as_postgres(argv: list[str], *, stdin=None, stdout=None, timeout: float = 3600):
     """A PostgreSQL client tool as the postgres user (peer auth), with files opened by root passed
     as stdin/stdout so the tool never needs to read ripdep's root-only folders itself."""
@@ -81,7 +84,7 @@ def run_as_postgres(argv: list[str], *, stdin=None, stdout=None, timeout: float 
 
     return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                           stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE,
-                          user="postgres", timeout=timeout, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+                          user="postgres", timeout=timeout, env=PG_ENV)
 
 
 def psql_rows(query: str, **variables: str) -> list[list[str | None]]:
