@@ -10,6 +10,9 @@ cd "$(dirname "$(readlink -f "$0")")"
 PREFIX=${RIPDEP_PREFIX:-/opt/ripdep}
 PACKAGES=(postgresql caddy python3-venv python3-dev libsystemd-dev gcc pkg-config python3-psycopg
           systemd curl)
+# more packages installed in the same step (tests/setup.sh adds what the test suite needs)
+read -r -a EXTRA <<< "${RIPDEP_EXTRA_PACKAGES:-}"
+PACKAGES+=("${EXTRA[@]}")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

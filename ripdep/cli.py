@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -41,6 +42,9 @@ def internal(debug: bool) -> None:
 def main() -> None:
     """ripdep: run many isolated apps on one Linux VM, each with its own user, database, hardened
     systemd unit, secrets and Caddy route. Exit codes: docs/exit-codes.md."""
+    # SIGTERM (Ansible's timeout sends one) unwinds like an exception: temp folders are removed,
+    # a running child command is killed, locks are released; the next run converges.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 @main.command()
@@ -108,37 +112,22 @@ def deploy(app: str, manifest_file: Path | None, check: bool, show_diff: bool, a
                 as_json, debug, check, show_diff)
 
 
-@main.command()
-@click.argument("app")
-@JSON
-@DEBUG
-def start(app: str, as_json: bool, debug: bool) -> None:
-    """Enable and start APP, wait for its health check, and record that it should run."""
-    from ripdep import ops
+def _unit_command(name: str, doc: str) -> None:
+    """start, stop and restart: the same shape, one ops function each."""
 
-    run_command("start", app, lambda progress: ops.start(app), as_json, debug, live=False)
+    @main.command(name=name, help=doc)
+    @click.argument("app")
+    @JSON
+    @DEBUG
+    def command(app: str, as_json: bool, debug: bool) -> None:
+        from ripdep import ops
 
-
-@main.command()
-@click.argument("app")
-@JSON
-@DEBUG
-def stop(app: str, as_json: bool, debug: bool) -> None:
-    """Stop and disable APP and record that it stays stopped (across reboots and deploys)."""
-    from ripdep import ops
-
-    run_command("stop", app, lambda progress: ops.stop(app), as_json, debug, live=False)
+        run_command(name, app, lambda progress: getattr(ops, name)(app), as_json, debug, live=False)
 
 
-@main.command()
-@click.argument("app")
-@JSON
-@DEBUG
-def restart(app: str, as_json: bool, debug: bool) -> None:
-    """Restart APP and wait for its health check."""
-    from ripdep import ops
-
-    run_command("restart", app, lambda progress: ops.restart(app), as_json, debug, live=False)
+_unit_command("start", "Enable and start APP, wait for its health check, and record that it should run.")
+_unit_command("stop", "Stop and disable APP and record that it stays stopped (across reboots and deploys).")
+_unit_command("restart", "Restart APP and wait for its health check.")
 
 
 @main.command(name="list")

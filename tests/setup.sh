@@ -6,18 +6,9 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 [ "$(id -u)" = 0 ] || { echo "tests/setup.sh: run as root" >&2; exit 3; }
 
-./install.sh
-
-TEST_PACKAGES=(systemd-container openssh-server openssh-client iproute2 util-linux procps curl strace)
-missing=()
-for p in "${TEST_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "tests/setup.sh: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# ripdep itself, plus the test-only packages: the container (systemd-nspawn), sshd for the status
+# over ssh test, strace for the execve audit of the leak test
+RIPDEP_EXTRA_PACKAGES="systemd-container openssh-server openssh-client iproute2 util-linux procps strace" ./install.sh
 
 VENV=${RIPDEP_TEST_VENV:-/opt/ripdep-test}
 [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"

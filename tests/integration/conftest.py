@@ -162,18 +162,20 @@ AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_
 
 
 def start_moto(ct) -> None:
-    """moto_server as a transient unit on loopback inside the container (a real HTTP endpoint)."""
+    """moto_server as a transient unit on loopback inside the container (a real HTTP endpoint).
+    Started again when gone: other tests isolate the container to rescue.target and back."""
+    if ct.run("systemctl", "is-active", "--quiet", "moto.service").returncode == 0:
+        return
+    ct.run("systemctl", "reset-failed", "moto.service")
     ct.run("systemd-run", "--unit=moto", f"{TEST_VENV}/bin/moto_server", "-H", "127.0.0.1", "-p", str(MOTO_PORT),
            check=True)
     ct.sh(f"for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:{MOTO_PORT}/ && exit 0; sleep 0.1; done; exit 1",
           check=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def moto(ct):
     start_moto(ct)
-    yield
-    ct.run("systemctl", "stop", "moto")
 
 
 def ssm(ct, action: str, params: dict) -> None:
