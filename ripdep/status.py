@@ -219,7 +219,7 @@ def table(rows: list[AppStatus], colour: bool) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     out = []
     for i, line in enumerate(lines):
-        text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+        text = "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
         if colour and i and rows[i - 1].degraded:
             text = f"\033[1;31m{text}\033[0m"
         out.append(text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ripdep.errors import PreconditionFailed

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from conftest import AWS, MOTO_PORT, ROOT, TEST_VENV, App, manifest
 

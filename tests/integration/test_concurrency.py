@@ -1,6 +1,5 @@
 """Parallel deploys, the per-app lock, and convergence after a SIGKILL at every step boundary."""
 
-import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 

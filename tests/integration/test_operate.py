@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import App, manifest
+from conftest import manifest
 
 STATUS_KEYS = {"app", "desired", "active_state", "sub_state", "main_pid", "uptime_seconds", "restarts",
                "memory_bytes", "memory_max_bytes", "port", "url", "health", "health_status", "health_latency_ms",
@@ -150,7 +150,6 @@ def test_status_over_ssh_without_tty(trio, ct):
 def test_status_without_systemd_says_so_in_one_line():
     import subprocess
 
-    from conftest import ROOT
 
     # on the CI host itself PID 1 is not systemd
     proc = subprocess.run(["/opt/ripdep/bin/ripdep", "status"], capture_output=True, text=True)
