@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ripdep import names, render
 from ripdep.context import Context
-from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, RipdepError, UnknownApp
+from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, UnknownApp
 from ripdep.host import http, systemd
 from ripdep.hostconfig import load_host_config
 from ripdep.lock import app_lock
@@ -61,7 +61,8 @@ def load_spec(app: str, manifest_file: Path | None, paths: Paths) -> AppSpec:
 
 def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
     """Every resource, in apply order. Reads the host; validates candidates; changes nothing
-    (except recording a newly allocated port, under the host lock, outside --check)."""
+    (except recording the app's route claim and a newly allocated port in its state, under the
+    host lock, outside --check)."""
     steps = [manifest.plan(ctx.app, manifest_file, ctx.paths)]
     # secrets first: an SSM fetch that fails must stop the run before anything is recorded
     steps.append(envfile.plan_secrets(ctx))
@@ -87,8 +88,6 @@ def apply_all(steps: list[Step], progress) -> None:
             if change.run is not None:
                 try:
                     change.run()
-                except RipdepError:
-                    raise
                 except OSError as e:
                     raise ApplyFailed(f"{change.id}: {change.detail} failed: {e}",
                                       hint="fix the cause and run the deploy again: it resumes where it stopped") from None
