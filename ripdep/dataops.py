@@ -119,17 +119,16 @@ def _restore_state_dir(tar_path: Path, target: Path, uid: int, gid: int) -> None
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _restore_database(app: str, dump: Path) -> None:
-    """Restore into a new database owned by the app's role, then swap it in by rename: if the
-    restore fails, the live database is untouched."""
+def _restore_database(app: str, dump: Path, locale: str | None) -> None:
+    """Restore into a new database owned by the app's role (with the manifest's locale), then swap
+    it in by rename: if the restore fails, the live database is untouched."""
     from psycopg import sql
 
     staging = f"ripdep-restore-{app}"
     pg = Postgres()
     try:
         pg.drop_database(staging)
-        pg.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
-            sql.Identifier(staging), sql.Identifier(app)))
+        pg.execute(database.create_database_sql(staging, app, locale, template0=True))
         error = backup.pg_restore(dump, staging, role=app)
         if error:
             pg.drop_database(staging)
@@ -163,7 +162,7 @@ def restore_app(app: str, ref: str, yes: bool, paths: Paths = PATHS, progress=la
         changes = [Change(f"service:{unit}", "stop", f"stop {unit}")]
         systemd.systemctl("stop", unit)
         if spec.database and (folder / "db.dump").exists():
-            _restore_database(app, folder / "db.dump")
+            _restore_database(app, folder / "db.dump", spec.database_locale)
             changes.append(Change(f"database:{app}", "restore", f"restore database {app} from {folder.name}"))
         _restore_state_dir(folder / "state.tar", paths.app_state_dir(app), user.uid, user.gid)
         changes.append(Change(f"state-dir:{app}", "restore", f"restore {paths.app_state_dir(app)} (owner {app})"))

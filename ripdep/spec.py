@@ -24,8 +24,9 @@ STORED = "stored"  # set by the operator with `ripdep secret set`, kept only in 
 DELIVERIES = ("env", "credentials")
 RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY"})
 
-TOP_KEYS = {"source", "start", "health", "database", "profile", "route", "env", "secrets",
+TOP_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "route", "env", "secrets",
             "secrets_from", "delivery", "limits", "backup"}
+LOCALE = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
 BACKUP_KEYS = {"schedule", "keep"}
 # an OnCalendar= expression: letters, digits and the punctuation calendar specs use; checked again
 # by `systemd-analyze calendar` before a timer is written
@@ -70,6 +71,7 @@ class AppSpec:
     start: tuple[str, ...]
     health: str = "/"
     database: bool = True
+    database_locale: str | None = None  # LOCALE of the app's database (None = the cluster's default)
     profile: str = "strict"
     route: Route = field(default_factory=lambda: Route(None, None))
     env: dict[str, str] = field(default_factory=dict)
@@ -215,6 +217,9 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     health = _get(data, "health", str, "a string") or "/"
     names.check_url_path(health, "manifest key 'health'")
     database = _get(data, "database", bool, "true or false")
+    database_locale = _get(data, "database_locale", str, "a string such as \"C\" or \"en_US.UTF-8\"")
+    if database_locale is not None and not LOCALE.fullmatch(database_locale):
+        raise BadInput(f"manifest key 'database_locale': {database_locale!r} is not a locale name like C or en_US.UTF-8")
     profile = _get(data, "profile", str, "a string") or "strict"
     if profile not in PROFILES:
         raise BadInput(f"manifest key 'profile': {profile!r} is not one of {', '.join(PROFILES)}")
@@ -248,6 +253,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         start=start,
         health=health,
         database=True if database is None else database,
+        database_locale=database_locale,
         profile=profile,
         route=_route(_get(data, "route", dict, "a table") or {}, app),
         env=env,

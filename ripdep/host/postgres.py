@@ -35,6 +35,7 @@ class DatabaseState:
     owner: str
     comment: str | None
     public_can_connect: bool
+    collate: str | None = None
 
 
 def connect(dbname: str = "postgres"):
@@ -137,14 +138,14 @@ class Postgres:
            FROM pg_roles r WHERE r.rolname = :'app'
            UNION ALL
            SELECT 'database', d.datname::text, pg_get_userbyid(d.datdba)::text, shobj_description(d.oid, 'pg_database'),
-                  has_database_privilege('public', d.oid, 'CONNECT')::text, NULL, NULL, NULL
+                  has_database_privilege('public', d.oid, 'CONNECT')::text, d.datcollate::text, NULL, NULL
            FROM pg_database d WHERE d.datname = :'app';"""
         role = database = None
         for row in psql_rows(query, app=name, group=APPS_GROUP):
             if row[0] == "role":
                 role = RoleState(row[1], *(v == "true" for v in row[2:7]), row[7])
             else:
-                database = DatabaseState(row[1], row[2], row[3], row[4] == "true")
+                database = DatabaseState(row[1], row[2], row[3], row[4] == "true", row[5])
         return role, database
 
     def hba_file(self) -> str:

@@ -5,7 +5,7 @@ COMMENT; a role or database without ripdep's marker is never adopted."""
 from __future__ import annotations
 
 from ripdep.context import Context
-from ripdep.errors import Conflict
+from ripdep.errors import Conflict, PreconditionFailed
 from ripdep.host.postgres import APPS_GROUP, DatabaseState, RoleState
 from ripdep.resources import Change, Step
 
@@ -26,10 +26,16 @@ def diff_role(app: str, current: RoleState | None) -> list[Change]:
     return []
 
 
-def diff_database(app: str, current: DatabaseState | None) -> list[Change]:
+def diff_database(app: str, current: DatabaseState | None, locale: str | None = None) -> list[Change]:
     rid = f"database:{app}"
     if current is None:
-        return [Change(rid, "create", f"create database {app} owned by {app}")]
+        where = f" with locale {locale}" if locale else ""
+        return [Change(rid, "create", f"create database {app} owned by {app}{where}")]
+    if locale and current.collate and current.collate != locale:
+        raise PreconditionFailed(
+            f"database {app} has locale {current.collate}, the manifest asks for {locale}; "
+            "a database's locale cannot be changed in place",
+            hint=f"ripdep backup {app}; ripdep destroy {app} --yes; deploy again; ripdep restore {app} BACKUP --yes")
     if current.comment != marker(app):
         # a crash between CREATE DATABASE and COMMENT leaves our database unmarked; only ripdep's
         # marked role of the same name could own it (app roles cannot create databases)
@@ -55,11 +61,24 @@ def _role_sql(app: str, create: bool):
     ]
 
 
-def _database_sql(app: str, create: bool):
+def create_database_sql(name: str, owner: str, locale: str | None, template0: bool = False):
+    """CREATE DATABASE; from template0 with the app's locale when it has one (apps that insist on
+    collation C, on a cluster whose default is C.UTF-8), and for restores (nothing pre-made)."""
+    from psycopg import sql
+
+    statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
+    if locale or template0:
+        statement = sql.SQL("{} TEMPLATE template0").format(statement)
+    if locale:
+        statement = sql.SQL("{} LOCALE {}").format(statement, sql.Literal(locale))
+    return statement
+
+
+def _database_sql(app: str, create: bool, locale: str | None = None):
     from psycopg import sql
 
     db = sql.Identifier(app)
-    first = [sql.SQL("CREATE DATABASE {} OWNER {}").format(db, db)] if create else \
+    first = [create_database_sql(app, app, locale)] if create else \
         [sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, db)]
     return first + [
         sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(marker(app))),
@@ -83,9 +102,10 @@ def plan(ctx: Context) -> list[Step]:
                 for s in statements:
                     pg.execute(s)
         c.run = run_role
-    db_changes = diff_database(app, db)
+    locale = ctx.spec.database_locale
+    db_changes = diff_database(app, db, locale)
     for c in db_changes:
-        statements = _database_sql(app, c.action == "create")
+        statements = _database_sql(app, c.action == "create", locale)
         # CREATE DATABASE cannot run in a transaction: the marker follows at once, and diff_database
         # recognises an unmarked database owned by our role after a crash in between
         c.run = lambda statements=statements: [pg.execute(s) for s in statements]

@@ -84,3 +84,14 @@ def test_manifest_from_another_folder_resolves_source(ct):
     installed = ct.run("cat", "/etc/ripdep/apps/relocated.toml", check=True).stdout
     assert f'source = "{ROOT}/examples/hello"' in installed
     assert "# ripdep manifest of the example app" in installed  # comments kept
+
+
+def test_database_locale(probe_factory, ct):
+    app = probe_factory("collated", manifest(raw='database_locale = "C"\n'))
+    collate = ct.run("runuser", "-u", "postgres", "--", "psql", "-XAtc",
+                     "select datcollate from pg_database where datname = 'collated'", check=True).stdout.strip()
+    assert collate == "C"
+    assert app.op("db", dbname="collated")["ok"]
+    # the cluster default differs (C.UTF-8); asking for another locale later is refused, nothing changes
+    code, doc = app.deploy(manifest(raw='database_locale = "C.UTF-8"\n'))
+    assert code == 3 and "cannot be changed in place" in doc["msg"]

@@ -58,6 +58,15 @@ def test_role():
         database.diff_role("hello", RoleState("hello", True, False, False, False, False, None))
 
 
+def test_database_locale_is_never_changed_in_place():
+    assert "with locale C" in database.diff_database("hello", None, "C")[0].detail
+    ok = DatabaseState("hello", "hello", MARK, False, "C")
+    assert database.diff_database("hello", ok, "C") == []
+    assert database.diff_database("hello", DatabaseState("hello", "hello", MARK, False, "C.UTF-8"), None) == []
+    with pytest.raises(PreconditionFailed, match="cannot be changed in place"):
+        database.diff_database("hello", DatabaseState("hello", "hello", MARK, False, "C.UTF-8"), "C")
+
+
 def test_database():
     assert actions(database.diff_database("hello", None)) == ["create"]
     assert database.diff_database("hello", DatabaseState("hello", "hello", MARK, False)) == []

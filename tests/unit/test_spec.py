@@ -44,6 +44,8 @@ def test_host_route():
     ({"start": []}, "'start' is empty"),
     ({"start": ["/bin/x\nExecStartPre=/bin/evil"]}, "control characters"),
     ({"profile": "loose"}, "'profile'"),
+    ({"database_locale": "C; DROP"}, "database_locale"),
+    ({"database_locale": 1}, "database_locale"),
     ({"route": {"path": "/x/", "host": "a.b"}}, "not both"),
     ({"route": {"path": "/x"}}, "ending in '/'"),
     ({"route": {"path": "/"}}, "sub-path"),
