@@ -31,11 +31,7 @@ class Context:
 
     @property
     def url(self) -> str:
-        """Where the app answers through Caddy, as seen from the VM itself."""
-        route = self.spec.route
-        if route.host:
-            return f"{'https' if route.tls else 'http'}://{route.host}/"
-        return f"http://127.0.0.1{route.path}"
+        return self.spec.url
 
     @property
     def unit_name(self) -> str:

@@ -98,19 +98,12 @@ def apply_all(steps: list[Step], progress) -> None:
 
 
 def health_check(ctx: Context, deadline: float) -> http.Probe:
-    route = ctx.spec.route
-    health = ctx.spec.health
-
     def gave_up() -> str | None:
         # Restart= gives up after StartLimitBurst crashes: no point waiting for the deadline then
         state = ctx.bus.read_unit(ctx.unit_name)
         return f"{ctx.unit_name} is {state.active_state}" if state.active_state in ("failed", "inactive") else None
 
-    if route.host and route.tls:
-        # no certificate can be assumed on the VM itself: check the app on its own port
-        return http.probe(ctx.url, ctx.port, health, None, deadline, gave_up)
-    path = (route.path.rstrip("/") + health) if route.path else health
-    return http.probe(ctx.url, 80, path, route.host, deadline, gave_up)
+    return http.probe(ctx.url, *ctx.spec.health_target(ctx.port), deadline, gave_up)
 
 
 def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, paths: Paths = PATHS,

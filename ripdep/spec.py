@@ -98,6 +98,20 @@ class AppSpec:
         """What the app is told its URL prefix is ("" for a host route)."""
         return self.route.path.rstrip("/") if self.route.path else ""
 
+    @property
+    def url(self) -> str:
+        """Where the app answers through Caddy, as seen from the VM itself."""
+        if self.route.host:
+            return f"{'https' if self.route.tls else 'http'}://{self.route.host}/"
+        return f"http://127.0.0.1{self.route.path}"
+
+    def health_target(self, port: int) -> tuple[int, str, str | None]:
+        """(port, path, Host header) of the health check: through Caddy on :80, or, for a TLS host
+        route (no certificate can be assumed on the VM itself), on the app's own port."""
+        if self.route.host and self.route.tls:
+            return port, self.health, None
+        return 80, self.mount_path + self.health, self.route.host
+
 
 def _type_error(key: str, want: str, value) -> BadInput:
     return BadInput(f"manifest key '{key}': expected {want}, got {type(value).__name__}")

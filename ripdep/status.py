@@ -56,14 +56,6 @@ class AppStatus:
         return {**asdict(self), "degraded": self.degraded}
 
 
-def _health_target(spec, port: int) -> tuple[int, str, str | None]:
-    """(port, path, Host header) of the health check through Caddy (or the app's port for TLS)."""
-    route = spec.route
-    if route.host and route.tls:
-        return port, spec.health, None
-    return 80, (route.path.rstrip("/") + spec.health) if route.path else spec.health, route.host
-
-
 def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
     """Health checks (waiting on the apps) and the database-size query run in threads while the
     main thread reads systemd over D-Bus: the three overlap instead of adding up."""
@@ -82,13 +74,13 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
         except RipdepError as e:
             row.problem = f"manifest: {e.message}"
             continue
-        row.url = _url(spec)
+        row.url = spec.url
         _backup_columns(row, spec, host, paths)
         if row.desired == "running" and row.port:
-            targets[app] = _health_target(spec, row.port)
+            targets[app] = (row.url, *spec.health_target(row.port))
     with ThreadPoolExecutor(max_workers=min(32, len(targets) + 1)) as pool:
         sizes = pool.submit(_database_sizes, [r.app for r in rows])
-        probes = {app: pool.submit(_probe, rows_url(rows, app), *target) for app, target in targets.items()}
+        probes = {app: pool.submit(_probe, *target) for app, target in targets.items()}
         _read_units(rows, paths)
         for row in rows:
             if row.app in probes:
@@ -112,10 +104,6 @@ def _backup_columns(row: AppStatus, spec, host, paths: Paths) -> None:
         row.backup_state = "stale"
 
 
-def rows_url(rows: list[AppStatus], app: str) -> str:
-    return next(r.url for r in rows if r.app == app)
-
-
 def _read_units(rows: list[AppStatus], paths: Paths) -> None:
     now_us = time.time() * 1_000_000
     bus = systemd.Bus()
@@ -129,13 +117,6 @@ def _read_units(rows: list[AppStatus], paths: Paths) -> None:
                 row.uptime_seconds = int((now_us - unit.active_enter_usec) / 1_000_000)
     finally:
         bus.close()
-
-
-def _url(spec) -> str:
-    route = spec.route
-    if route.host:
-        return f"{'https' if route.tls else 'http'}://{route.host}/"
-    return f"http://127.0.0.1{route.path}"
 
 
 def _probe(url: str, port: int, path: str, host: str | None) -> http.Probe:

@@ -99,3 +99,15 @@ def test_example_manifest_is_valid():
     spec = load_manifest("hello", root / "examples/hello/ripdep.toml")
     assert spec.source == root / "examples/hello"
     assert spec.secrets["SECRET_KEY"].kind == "generate"
+
+
+def test_url_and_health_target_per_route_kind():
+    path = parse(health="/healthz")
+    assert path.url == "http://127.0.0.1/hello/"
+    assert path.health_target(20001) == (80, "/hello/healthz", None)
+    host = parse(health="/up", route={"host": "shop.example.com"})
+    assert host.url == "http://shop.example.com/"
+    assert host.health_target(20001) == (80, "/up", "shop.example.com")
+    tls = parse(route={"host": "shop.example.com", "tls": True})
+    assert tls.url == "https://shop.example.com/"
+    assert tls.health_target(20001) == (20001, "/", None)
