@@ -16,7 +16,9 @@ from ripdep.hostconfig import load_host_config
 from ripdep.lock import app_lock
 from ripdep.ops import require_app
 from ripdep.paths import PATHS, Paths
+from ripdep.render import MARKER
 from ripdep.resources import Change, Step, database, service
+from ripdep.resources.file import has_marker
 from ripdep.resources.user import gecos
 from ripdep.spec import load_manifest
 
@@ -215,8 +217,7 @@ def destroy_app(app: str, yes: bool, take_backup: bool, paths: Paths = PATHS, pr
 
 
 def _marked(path: Path, app: str) -> bool:
-    content = fs.read_file(path).content
-    return content is not None and content.decode(errors="replace").startswith(f"# managed by ripdep: app {app}")
+    return has_marker(fs.read_file(path).content, MARKER.format(app=app))
 
 
 def _remove_all(app: str, paths: Paths):

@@ -17,6 +17,7 @@ from pathlib import Path
 from ripdep.context import Context
 from ripdep.errors import BadInput, Conflict
 from ripdep.host import fs
+from ripdep.render import MARKER
 from ripdep.resources import Change, Step
 
 MARKER_FILE = ".ripdep-managed"
@@ -51,7 +52,7 @@ def hash_tree(source: Path) -> str:
 
 
 def marker_text(app: str, digest: str) -> str:
-    return f"# managed by ripdep: app {app}\nsha256 {digest}\n"
+    return f"{MARKER.format(app=app)}\nsha256 {digest}\n"
 
 
 def copy_tree(source: Path, dest: Path, gid: int, app: str, digest: str) -> None:
@@ -98,7 +99,7 @@ def diff_code(app: str, live_exists: bool, marker: str | None, digest: str) -> l
     rid = f"code:{app}"
     if not live_exists:
         return [Change(rid, "create", f"copy code to /srv/ripdep/{app}")]
-    if marker is None or not marker.startswith(f"# managed by ripdep: app {app}\n"):
+    if marker is None or not marker.startswith(MARKER.format(app=app) + "\n"):
         raise Conflict(f"/srv/ripdep/{app} exists and was not written by ripdep")
     if marker != marker_text(app, digest):
         return [Change(rid, "update", f"copy changed code to /srv/ripdep/{app}")]

@@ -23,6 +23,17 @@ class DesiredFile:
     masked: bytes | None = None  # what a diff may show instead of content (secrets masked)
 
 
+def has_marker(content: bytes | None, marker: str) -> bool:
+    return content is not None and content.decode(errors="replace").startswith(marker)
+
+
+def refuse_foreign(path: Path, content: bytes | None, marker: str) -> None:
+    """A file at ripdep's path without ripdep's marker is someone else's: never overwrite or remove it."""
+    if content is not None and not has_marker(content, marker):
+        raise Conflict(f"{path} exists and was not written by ripdep",
+                       hint="move it away, or pick another app name; ripdep never adopts files it did not create")
+
+
 def unified_diff(path: Path, old: bytes | None, new: bytes) -> str:
     a = (old or b"").decode(errors="replace").splitlines(keepends=True)
     b = new.decode(errors="replace").splitlines(keepends=True)
@@ -33,9 +44,8 @@ def diff_file(rid: str, current: fs.FileState, want: DesiredFile, current_masked
     """Pure: the changes that turn `current` into `want` (without their `run`)."""
     if current.content is None:
         return [Change(rid, "create", f"create {want.path}", unified_diff(want.path, None, want.masked or want.content))]
-    if want.marker and not current.content.decode(errors="replace").startswith(want.marker):
-        raise Conflict(f"{want.path} exists and was not written by ripdep",
-                       hint="move it away, or pick another app name; ripdep never adopts files it did not create")
+    if want.marker:
+        refuse_foreign(want.path, current.content, want.marker)
     changes = []
     if current.content != want.content:
         old = current_masked if current_masked is not None else current.content

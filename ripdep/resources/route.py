@@ -11,7 +11,7 @@ from ripdep.errors import Conflict, RipdepError
 from ripdep.host import caddy, fs
 from ripdep.lock import host_lock
 from ripdep.resources import Change, Step
-from ripdep.resources.file import unified_diff
+from ripdep.resources.file import refuse_foreign, unified_diff
 from ripdep.state import all_states
 
 
@@ -51,8 +51,7 @@ def plan(ctx: Context) -> Step:
     changes = []
     for path, want in wanted.items():
         have = current[path]
-        if have is not None and not have.decode(errors="replace").startswith(marker):
-            raise Conflict(f"{path} exists and was not written by ripdep")
+        refuse_foreign(path, have, marker)
         if have == want:
             continue
         action = "remove" if want is None else ("create" if have is None else "update")

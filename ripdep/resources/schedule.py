@@ -11,7 +11,7 @@ from ripdep.errors import BadInput
 from ripdep.host import fs, systemd
 from ripdep.host.proc import run
 from ripdep.resources import Change, Step
-from ripdep.resources.file import DesiredFile, diff_file, plan_file
+from ripdep.resources.file import DesiredFile, plan_file, refuse_foreign
 
 RIPDEP = "/usr/local/bin/ripdep"
 
@@ -32,9 +32,12 @@ def plan(ctx: Context) -> Step:
     schedule = ctx.spec.backup.schedule
     changes: list[Change] = []
     if schedule is None:
-        present = [n for n in (timer, svc) if fs.read_file(paths.units / n).content is not None]
-        for name in present:
-            diff_file(rid, fs.read_file(paths.units / name), DesiredFile(paths.units / name, b"", 0o644, marker=marker))
+        present = []
+        for name in (timer, svc):
+            content = fs.read_file(paths.units / name).content
+            refuse_foreign(paths.units / name, content, marker)
+            if content is not None:
+                present.append(name)
         if present:
             def remove():
                 systemd.run_systemctl_quiet("stop", timer)
