@@ -19,6 +19,7 @@ class Context:
     paths: Paths = PATHS
     port: int | None = None
     secrets: dict = field(default_factory=dict)  # name -> Secret, resolved during planning
+    ssm_values: dict | None = None  # fetched from SSM once per run (the convergence check reuses them)
     code_hash: str = ""  # content hash of the source folder, computed during planning
     unit_text: str = ""
     env_text: str = ""

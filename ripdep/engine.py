@@ -142,8 +142,10 @@ def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, 
 
 
 def confirm_converged(ctx: Context) -> None:
-    """Re-read the host after apply: anything still to do means a step did not take."""
-    again = Context(ctx.spec, ctx.host, ctx.state, check=True, paths=ctx.paths, _bus=ctx._bus, _pg=ctx._pg)
+    """Re-read the host after apply: anything still to do means a step did not take. (SSM values
+    are not fetched again: they are not the host, and a second fetch costs a boto3 client.)"""
+    again = Context(ctx.spec, ctx.host, ctx.state, check=True, paths=ctx.paths, ssm_values=ctx.ssm_values,
+                    _bus=ctx._bus, _pg=ctx._pg)
     left = [c for s in plan_all(again, None) for c in s.changes if s.id.split(":")[0] != "manifest"]
     if left:
         raise ApplyFailed(f"the host did not converge: {left[0].id} still needs '{left[0].detail}'",

@@ -25,11 +25,14 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
     folder = ctx.paths.secrets(ctx.app)
     stored = read_store(folder)
     wanted: dict[str, Secret] = {}
-    ssm_values = {}
-    if any(s.kind == "ssm" for s in ctx.spec.secrets.values()) or ctx.spec.secrets_from:
-        from ripdep.ssm import fetch_for_app  # boto3 is imported only on this path
+    uses_ssm = any(s.kind == "ssm" for s in ctx.spec.secrets.values()) or ctx.spec.secrets_from
+    if ctx.ssm_values is None:
+        ctx.ssm_values = {}
+        if uses_ssm:
+            from ripdep.ssm import fetch_for_app  # boto3 is imported only on this path
 
-        ssm_values = fetch_for_app(ctx.spec, ctx.host)
+            ctx.ssm_values = fetch_for_app(ctx.spec, ctx.host)
+    ssm_values = ctx.ssm_values
     for key, source in ctx.spec.secrets.items():
         if source.kind == "generate":
             wanted[key] = stored.get(key) or generate()
