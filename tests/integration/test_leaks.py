@@ -68,7 +68,8 @@ def test_no_secret_in_output_arguments_journal_or_files(leaky, ct):
         assert value not in journal, "secret in the journal"
     unit = ct.run("systemctl", "show", "ripdep-leaky.service", check=True).stdout
     assert not any(v in unit for v in values)
-    scan = ct.run("/usr/bin/python3", str(ROOT / "tests/fixtures/leakscan.py"), "--exclude", str(ROOT),
+    scan = ct.run("/usr/bin/python3", str(ROOT / "tests/fixtures/leakscan.py"), "--apps", "leaky,leaky-cred",
+                  "--exclude", str(ROOT),
                   "/etc", "/var/lib/ripdep",
                   "/srv/ripdep", "/var/cache/ripdep", "/run/ripdep", "/root", "/tmp", "/var/tmp", "/var/log",
                   check=True).stdout
