@@ -34,15 +34,17 @@ def installed_apps(paths: Paths = PATHS) -> list[str]:
 
 def require_app(app: str, paths: Paths = PATHS) -> None:
     names.check_app_name(app)
-    if not paths.manifest(app).exists() or read_state(app, paths) is None:
+    if not paths.manifest(app).exists() or not paths.state(app).exists():
         raise UnknownApp(f"app {app!r} is not managed by ripdep",
                          hint="ripdep list shows the apps it manages; deploy one with ripdep deploy APP --manifest FILE")
 
 
 def app_context(app: str, paths: Paths = PATHS) -> Context:
-    require_app(app, paths)
-    spec = load_manifest(app, paths.manifest(app))
-    ctx = Context(spec, load_host_config(paths), read_state(app, paths), paths=paths)
+    """The context of a deployed app, read under its lock (it may have been destroyed meanwhile)."""
+    state = read_state(app, paths)
+    if state is None or not paths.manifest(app).exists():
+        require_app(app, paths)  # raises UnknownApp
+    ctx = Context(load_manifest(app, paths.manifest(app)), load_host_config(paths), state, paths=paths)
     ctx.port = ctx.state.port
     return ctx
 
