@@ -6,6 +6,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -16,25 +17,40 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print only a JSON d
 DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 
 
-def fail(error: RipdepError, as_json: bool, document=None) -> None:
+def fail(command: str, error: RipdepError, as_json: bool, app: str | None = None, check: bool = False) -> NoReturn:
+    """Every refusal and failure ends here, so its JSON document is the same envelope as a success."""
     from ripdep import report
 
     if as_json:
-        report.print_json(document if document is not None else {
-            "version": report.VERSION, "changed": False, "failed": True, "msg": error.message,
-            "errors": [error.as_dict()], "exit_code": error.exit_status})
+        report.print_json(report.envelope(command, app, check=check, error=error))
     report.print_error(error)
     sys.exit(error.exit_status)
 
 
-def internal(debug: bool) -> None:
+def internal(command: str, debug: bool, as_json: bool, app: str | None = None) -> NoReturn:
+    """A bug or an unexpected host error: still one document on stdout with --json (exit 1)."""
+    from ripdep import report
+
+    exc = sys.exc_info()[1]
+    if as_json:
+        error = RipdepError(f"internal error: {type(exc).__name__}: {exc}", hint="run with --debug for a traceback")
+        report.print_json(report.envelope(command, app, error=error))
     if debug:
         traceback.print_exc()
     else:
-        exc = sys.exc_info()[1]
         print(f"ripdep: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
               file=sys.stderr)
     sys.exit(EXIT_INTERNAL)
+
+
+def attempt(command: str, call, as_json: bool, debug: bool, app: str | None = None, check: bool = False):
+    """call(), with a failure rendered as the command's envelope (and its exit code)."""
+    try:
+        return call()
+    except RipdepError as e:
+        fail(command, e, as_json, app, check)
+    except Exception:
+        internal(command, debug, as_json, app)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,18 +70,14 @@ def init(as_json: bool, debug: bool) -> None:
     """Prepare this host (idempotent): folders, settings, PostgreSQL rules, Caddy imports."""
     from ripdep import engine, hostinit, report
 
-    try:
+    def call():
         engine.require_root()
-        steps = hostinit.init_host(progress=lambda s: None if as_json else report.print_step(s))
-    except RipdepError as e:
-        fail(e, as_json)
-    except Exception:
-        internal(debug)
+        return hostinit.init_host(progress=lambda s: None if as_json else report.print_step(s))
+
+    steps = attempt("init", call, as_json, debug)
     changed = any(s.changed for s in steps)
     if as_json:
-        report.print_json({"version": report.VERSION, "command": "init", "changed": changed, "failed": False,
-                           "msg": "host prepared" if changed else "nothing changed",
-                           "actions": [c.as_dict() for s in steps for c in s.changes], "errors": [], "exit_code": 0})
+        report.print_json(report.envelope("init", steps=steps, msg="host prepared" if changed else "nothing changed"))
     else:
         print("host: " + ("prepared" if changed else "unchanged"))
 
@@ -77,12 +89,7 @@ def run_command(command: str, app: str, call, as_json: bool, debug: bool, check:
     from ripdep import report
 
     progress = (lambda s: None) if as_json else report.print_step
-    try:
-        result = call(progress)
-    except RipdepError as e:
-        fail(e, as_json, report.run_document(command, app, None, e, check) if as_json else None)
-    except Exception:
-        internal(debug)
+    result = attempt(command, lambda: call(progress), as_json, debug, app, check)
     if not as_json and (check or not live):
         for step in result.steps:
             report.print_step(step)
@@ -132,13 +139,14 @@ _unit_command("restart", "Restart APP and wait for its health check.")
 
 @main.command(name="list")
 @JSON
-def list_apps(as_json: bool) -> None:
+@DEBUG
+def list_apps(as_json: bool, debug: bool) -> None:
     """The apps ripdep manages, one per line."""
     from ripdep import ops, report
 
-    apps = ops.installed_apps()
+    apps = attempt("list", ops.installed_apps, as_json, debug)
     if as_json:
-        report.print_json({"version": report.VERSION, "command": "list", "apps": apps})
+        report.print_json(report.envelope("list", msg=f"{len(apps)} app(s)", data={"apps": apps}))
     else:
         for app in apps:
             print(app)
@@ -155,25 +163,24 @@ def status(apps: tuple[str, ...], strict: bool, as_json: bool, debug: bool) -> N
     from ripdep import status as status_mod
     from ripdep.errors import Degraded
 
-    try:
+    def call():
         for app in apps:
             ops.require_app(app)
-        rows = status_mod.collect(list(apps) or ops.installed_apps())
-    except RipdepError as e:
-        fail(e, as_json, report.status_document([], e) if as_json else None)
-    except Exception:
-        internal(debug)
+        return status_mod.collect(list(apps) or ops.installed_apps())
+
+    rows = attempt("status", call, as_json, debug)
     degraded = [r.app for r in rows if r.degraded]
+    # --strict turns degraded apps into a failure: exit 10, and `failed` and `errors` say so
+    error = Degraded(f"degraded: {', '.join(degraded)}") if strict and degraded else None
     if as_json:
-        doc = report.status_document(rows)
-        if strict and degraded:
-            doc["exit_code"] = Degraded("").exit_status
-        report.print_json(doc)
+        msg = f"{len(rows)} app(s), {len(degraded)} degraded" if rows else "no apps deployed"
+        report.print_json(report.envelope("status", msg=msg, error=error, data={
+            "apps": [r.as_dict() for r in rows], "degraded": bool(degraded)}))
     else:
         print(status_mod.table(rows, colour=sys.stdout.isatty()) if rows else "no apps deployed")
-    if strict and degraded:
-        print(f"ripdep: degraded: {', '.join(degraded)}", file=sys.stderr)
-        sys.exit(Degraded("").exit_status)
+    if error:
+        print(f"ripdep: {error.message}", file=sys.stderr)
+        sys.exit(error.exit_status)
 
 
 @main.command()
@@ -188,7 +195,7 @@ def logs(app: str, lines: int, follow: bool, since: str | None) -> None:
     try:
         ops.exec_logs(app, lines, follow, since)
     except RipdepError as e:
-        fail(e, False)
+        fail("logs", e, False, app)
 
 
 NO_RESTART = click.option("--no-restart", is_flag=True, help="Only record the change; the next deploy applies it.")
@@ -229,16 +236,14 @@ def config_unset(app: str, keys: tuple[str, ...], no_restart: bool, as_json: boo
 @click.argument("app")
 @click.argument("key", required=False)
 @JSON
-def config_get(app: str, key: str | None, as_json: bool) -> None:
+@DEBUG
+def config_get(app: str, key: str | None, as_json: bool, debug: bool) -> None:
     """Show env variables (not secrets) from the manifest."""
     from ripdep import appconfig, report
 
-    try:
-        env = appconfig.config_get(app, key)
-    except RipdepError as e:
-        fail(e, as_json)
+    env = attempt("config get", lambda: appconfig.config_get(app, key), as_json, debug, app)
     if as_json:
-        report.print_json({"version": report.VERSION, "command": "config get", "app": app, "env": env})
+        report.print_json(report.envelope("config get", app, msg=f"{len(env)} env variable(s)", data={"env": env}))
     else:
         for k, v in env.items():
             print(f"{k}={v}")
@@ -299,16 +304,14 @@ def secret_unset(app: str, name: str, no_restart: bool, as_json: bool, debug: bo
 @secret.command(name="list")
 @click.argument("app")
 @JSON
-def secret_list(app: str, as_json: bool) -> None:
+@DEBUG
+def secret_list(app: str, as_json: bool, debug: bool) -> None:
     """Names, sources and last change of the app's secrets (never values)."""
     from ripdep import appconfig, report
 
-    try:
-        rows = appconfig.secret_list(app)
-    except RipdepError as e:
-        fail(e, as_json)
+    rows = attempt("secret list", lambda: appconfig.secret_list(app), as_json, debug, app)
     if as_json:
-        report.print_json({"version": report.VERSION, "command": "secret list", "app": app, "secrets": rows})
+        report.print_json(report.envelope("secret list", app, msg=f"{len(rows)} secret(s)", data={"secrets": rows}))
     else:
         for r in rows:
             source = r["source"] + (f" {r['ssm_name']}" if r["ssm_name"] else "")
@@ -339,17 +342,12 @@ def backup_take(app: str, as_json: bool, debug: bool) -> None:
     from ripdep import dataops, report
 
     progress = (lambda msg: None) if as_json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    try:
-        result = dataops.backup_app(app, progress=progress)
-    except RipdepError as e:
-        fail(e, as_json, {"version": report.VERSION, "command": "backup", "app": app, "failed": True,
-                          "backup": None, "removed": [], "errors": [e.as_dict()], "exit_code": e.exit_status})
-    except Exception:
-        internal(debug)
+    result = attempt("backup", lambda: dataops.backup_app(app, progress=progress), as_json, debug, app)
     b = result.backup
     if as_json:
-        report.print_json({"version": report.VERSION, "command": "backup", "app": app, "failed": False,
-                           "backup": b.as_dict(), "removed": result.removed, "errors": [], "exit_code": 0})
+        report.print_json(report.envelope("backup", app, steps=report.backup_steps(result),
+                                          msg=f"backup {b.name} verified",
+                                          data={"backup": b.as_dict(), "removed": result.removed}))
     else:
         where = f", copied to {b.remote}" if b.remote else ""
         print(f"{app}: backup {b.name} verified ({b.size_bytes} bytes) at {b.path}{where}")
@@ -358,16 +356,14 @@ def backup_take(app: str, as_json: bool, debug: bool) -> None:
 @backup.command(name="list")
 @click.argument("app")
 @JSON
-def backup_list(app: str, as_json: bool) -> None:
+@DEBUG
+def backup_list(app: str, as_json: bool, debug: bool) -> None:
     """APP's backups: local and remote copies, with their verification."""
     from ripdep import dataops, report
 
-    try:
-        rows = dataops.list_backups(app)
-    except RipdepError as e:
-        fail(e, as_json)
+    rows = attempt("backup list", lambda: dataops.list_backups(app), as_json, debug, app)
     if as_json:
-        report.print_json({"version": report.VERSION, "command": "backup list", "app": app, "backups": rows})
+        report.print_json(report.envelope("backup list", app, msg=f"{len(rows)} backup(s)", data={"backups": rows}))
         return
     for r in rows:
         state = {True: "verified", False: "FAILED", None: "unverified"}[r["verified"]] if r["local"] else "-"
