@@ -82,13 +82,13 @@ def envelope(command: str, app: str | None = None, *, steps=(), check: bool = Fa
     data: the command's own payload (status rows, config values...), or None; error: the failure,
     which sets `failed`, `errors`, `exit_code` and `msg`."""
     actions = [ActionDoc(**c.as_dict()) for s in steps for c in s.changes]
-    if error:
+    if error is not None:
         msg = error.message
     elif msg is None and check:
         msg = f"{len(actions)} change(s) would be made" if actions else "nothing to change"
     elif msg is None:
         msg = f"{len(actions)} change(s) made" if actions else "nothing changed"
-    exit_code = error.exit_status if error else 0
+    exit_code = error.exit_status if error is not None else 0
     return Envelope(
         version=VERSION,
         command=command,
@@ -103,7 +103,7 @@ def envelope(command: str, app: str | None = None, *, steps=(), check: bool = Fa
         steps=[StepDoc(id=s.id, changed=s.changed, note=s.note) for s in steps],
         health=health.as_dict() if health else None,
         diff=[c.diff for s in steps for c in s.changes if c.diff] if with_diff else [],
-        errors=[ErrorDoc(**error.as_dict())] if error else [],
+        errors=[ErrorDoc(**error.as_dict())] if error is not None else [],
         exit_code=exit_code,
         data=data,
     )
@@ -129,7 +129,7 @@ def backup_steps(result) -> list:
     return [Step(rid, changes)]
 
 
-def print_json(doc: dict) -> None:
+def print_json(doc: Envelope) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
