@@ -5,7 +5,9 @@ Every check rejects; nothing is silently rewritten. Callers get a BadInput namin
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import unicodedata
 
 from ripdep.errors import BadInput
 
@@ -14,6 +16,10 @@ ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # RFC 1123 host names, lower case only, at least one dot; no wildcards, ports or schemes
 HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
+MAX_URL_PATH = 1024
+# Linux refuses exec (E2BIG) for any one argv or env string over 128 KiB and for argv + env over
+# about 2 MiB; ripdep stays well below both so a value it accepts always reaches the app.
+MAX_ENV_VALUE = 32 * 1024  # bytes of one env value or secret
 
 # closed list: system accounts and service names an app must never take over
 RESERVED_NAMES = frozenset(
@@ -56,13 +62,29 @@ def check_env_value(value: str, where: str) -> str:
     if "\x00" in value:
         raise BadInput(f"{where}: contains a NUL character, which an environment cannot hold")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise BadInput(f"{where}: is not valid UTF-8") from None
+    if size > MAX_ENV_VALUE:
+        raise BadInput(f"{where}: is {size} bytes, more than the {MAX_ENV_VALUE} an environment value may hold "
+                       "here (exec fails at 128 KiB)", hint="put large data in a file in the app's code or state")
     return value
 
 
+def _ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
 def check_host_name(host: str, where: str) -> str:
+    # an IP literal or localhost is what the path-route site and the health checks answer to
+    # (http://127.0.0.1/APP/): a host route for it would take over every path route
+    if isinstance(host, str) and (_ip_literal(host) or host.lower().rstrip(".") == "localhost"):
+        raise BadInput(f"{where}: {host!r} is an IP address or localhost, not a host name",
+                       hint="host routes need a DNS name such as shop.example.com; use route.path otherwise")
     if not isinstance(host, str) or len(host) > 253 or "." not in host:
         raise BadInput(f"{where}: invalid host name {host!r}", hint="a DNS name such as shop.example.com")
     labels = host.split(".")
@@ -71,22 +93,63 @@ def check_host_name(host: str, where: str) -> str:
             f"{where}: invalid host name {host!r}",
             hint="lower-case letters, digits, '-' and '.', no scheme, port or wildcard",
         )
+    if labels[-1].isdigit():
+        # no top-level domain is all digits: this is an address in dotted form (10.1, 127.0.0.1)
+        raise BadInput(f"{where}: {host!r} is an IP address, not a host name",
+                       hint="host routes need a DNS name such as shop.example.com; use route.path otherwise")
+    return host
+
+
+def _site_hosts(site: str) -> list[str]:
+    """The host part of each address in a Caddy site address line (":80", "localhost:80",
+    "http://example.com", "a.example.com, b.example.com"); "" for an address that matches any host."""
+    out = []
+    for address in re.split(r"[,\s]+", site.strip()):
+        if not address:
+            continue
+        address = re.sub(r"^[a-z][a-z0-9+.-]*://", "", address.lower()).split("/", 1)[0]
+        if address.startswith("["):  # [::1]:80
+            address = address[1:].split("]", 1)[0]
+        elif address.count(":") == 1:  # host:port or :port
+            address = address.split(":", 1)[0]
+        out.append(address.rstrip("."))
+    return out
+
+
+def check_host_not_site(host: str, site: str, where: str = "manifest key 'route.host'") -> str:
+    """Refuse a host route whose name is (or matches) an address of the path-route site
+    (host config caddy_path_site): its site block would take over every path route."""
+    name = host.lower().rstrip(".")
+    for address in _site_hosts(site):
+        if not address:
+            continue  # a site for every host (":80"): a host route only takes its own name
+        if address.startswith("*."):  # Caddy's wildcard stands for exactly one label
+            matches = name.partition(".")[2] == address[2:]
+        else:
+            matches = name == address
+        if matches:
+            raise BadInput(f"{where}: {host!r} is an address of the path-route site {site!r}",
+                           hint="path routes would stop working; pick another host name or use route.path")
     return host
 
 
 def check_url_path(path: str, where: str) -> str:
-    if not isinstance(path, str) or not URL_PATH.fullmatch(path) or "//" in path or "/../" in path + "/":
+    # "." and ".." segments are normalised away by clients and Caddy, so the route or health
+    # path would never match what is requested
+    if (not isinstance(path, str) or len(path) > MAX_URL_PATH or not URL_PATH.fullmatch(path) or "//" in path
+            or any(segment in (".", "..") for segment in path.split("/"))):
         raise BadInput(
             f"{where}: invalid path {path!r}",
-            hint="an absolute URL path of letters, digits and . _ ~ / -, e.g. /healthz",
+            hint="an absolute URL path of letters, digits and . _ ~ / - (no . or .. segments), e.g. /healthz",
         )
     return path
 
 
 def check_plain_text(value: str, where: str) -> str:
-    """One line of printable text (argv words, paths): no control characters at all."""
+    """One line of printable text (argv words, paths): no control characters at all, and none of
+    the Unicode line and paragraph separators some readers also split lines on."""
     if not isinstance(value, str):
         raise BadInput(f"{where}: must be a string, not {type(value).__name__}")
-    if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not value or any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") for c in value):
         raise BadInput(f"{where}: must be non-empty and contain no control characters (newline, tab, NUL)")
     return value

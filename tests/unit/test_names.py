@@ -62,3 +62,74 @@ def test_valid_paths(path):
 def test_invalid_paths(path):
     with pytest.raises(BadInput):
         names.check_url_path(path, "t")
+
+
+@pytest.mark.parametrize("path", ["/x/./", "/x/.", "/./", "/a/../", "/..", "/" + "a" * 1024])
+def test_dot_segments_and_huge_paths_refused(path):
+    with pytest.raises(BadInput, match="invalid path"):
+        names.check_url_path(path, "t")
+
+
+@pytest.mark.parametrize("path", ["/.well-known/", "/a.b/", "/..x/", "/x../"])
+def test_dots_inside_a_segment_are_fine(path):
+    assert names.check_url_path(path, "t") == path
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.0.0.1", "[::1]", "::1", "localhost", "LOCALHOST", "localhost.",
+                                  "127.1", "0x7f.0.0.1", "1.2.3.999"])
+def test_ip_literals_and_localhost_are_not_host_names(host):
+    with pytest.raises(BadInput, match="IP address"):
+        names.check_host_name(host, "manifest key 'route.host'")
+
+
+@pytest.mark.parametrize("host", ["1.example.com", "app.localhost", "10.0.0.1.nip.io", "x.io"])
+def test_names_with_digits_are_still_host_names(host):
+    assert names.check_host_name(host, "t") == host
+
+
+@pytest.mark.parametrize("host, site", [
+    ("example.com", "http://example.com"),
+    ("example.com", "example.com:8080"),
+    ("example.com", "https://Example.com/"),
+    ("shop.example.com", "a.example.org, shop.example.com"),
+    ("shop.example.com", "http://a.example.org http://shop.example.com:80"),
+    ("shop.example.com", "*.example.com"),
+    ("localhost", "localhost:80"),
+    ("127.0.0.1", "127.0.0.1"),
+    ("::1", "[::1]:80"),
+])
+def test_host_equal_to_the_path_route_site_is_refused(host, site):
+    with pytest.raises(BadInput, match="route.host.*path-route site"):
+        names.check_host_not_site(host, site)
+
+
+@pytest.mark.parametrize("host, site", [
+    ("shop.example.com", ":80"),
+    ("shop.example.com", "http://:80"),
+    ("shop.example.com", "localhost:80"),
+    ("shop.example.com", "127.0.0.1"),
+    ("shop.example.com", "http://example.com"),
+    ("a.shop.example.com", "*.example.com"),  # a wildcard stands for one label only
+    ("example.com", "*.example.com"),
+])
+def test_other_hosts_pass_the_site_check(host, site):
+    assert names.check_host_not_site(host, site) == host
+
+
+def test_env_values_have_a_size_limit():
+    assert names.check_env_value("x" * names.MAX_ENV_VALUE, "t")
+    with pytest.raises(BadInput, match="bytes"):
+        names.check_env_value("x" * (names.MAX_ENV_VALUE + 1), "t")
+    with pytest.raises(BadInput, match="bytes"):  # counted in UTF-8 bytes, not characters
+        names.check_env_value("€" * (names.MAX_ENV_VALUE // 3 + 1), "t")
+
+
+@pytest.mark.parametrize("value", ["a\x85b", "a\u2028b", "a\u2029b", "a\x7fb", "a\rb", "\ud800"])
+def test_plain_text_refuses_every_line_break_and_control(value):
+    with pytest.raises(BadInput, match="control characters"):
+        names.check_plain_text(value, "t")
+
+
+@pytest.mark.parametrize("value", ["/usr/bin/python3", "ü €", "a b", "\u200b"])
+def test_plain_text_accepts_printable_unicode(value):
+    assert names.check_plain_text(value, "t") == value
