@@ -6,18 +6,21 @@ is touched; unknown keys and wrong types are errors naming the key.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ripdep import names
 from ripdep.errors import BadInput
+from ripdep.paths import PATHS
 
 PROFILES = ("strict", "jit")
 SSM_NAME = re.compile(r"/[A-Za-z0-9_.\-/]+")
-MEMORY = re.compile(r"[1-9][0-9]*[KMGT]?|infinity")
+MEMORY = re.compile(r"[1-9][0-9]{0,19}[KMGT]?|infinity")
 CPU = re.compile(r"[1-9][0-9]{0,4}%")
 GENERATE = "generate"
 STORED = "stored"  # set by the operator with `ripdep secret set`, kept only in the secrets store
@@ -33,6 +36,43 @@ BACKUP_KEYS = {"schedule", "keep"}
 CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ -]{1,100}")
 ROUTE_KEYS = {"path", "host", "tls"}
 LIMIT_KEYS = {"memory", "cpu", "tasks"}
+
+# systemd reads these characters at the start of ExecStart= as prefixes, in any combination:
+# "+" runs the command as root outside the sandbox, "!"/"!!" without the user switch, "@" replaces
+# argv[0], "-" ignores failure, ":" turns off variable expansion. No program name starts with one.
+SYSTEMD_PREFIXES = "+!@-:"
+# Sizes that keep exec working (Linux: 128 KiB per string, ~2 MiB for argv + env together) with
+# room for what ripdep and systemd add; a value past them would be accepted and then break the app.
+MAX_ARG_WORD = 4 * 1024  # bytes of one start word
+MAX_START = 32 * 1024  # bytes of the whole start command line
+MAX_ENV_TOTAL = 256 * 1024  # bytes of all env keys and values of the manifest
+MAX_MANIFEST = 1024 * 1024  # bytes of the manifest file
+# tomllib's time and memory grow with the square of a dotted key's length ("a.b.c...= 1" with 10,000
+# parts takes 400 MB), in keys, [table] headers and inline tables alike. No manifest key has more
+# than two parts, so a longer run of dot-joined words is refused before parsing. Strings and comments
+# are matched whole and skipped (dots in values do not count). Possessive quantifiers and exclusive
+# alternatives keep the scan linear (no possessive groups: Python 3.11.2 mis-matches those).
+_BASIC = r'(?<!\\)"(?:[^"\\\n]|\\.)*"'  # never from an escaped quote: no rescans of a bad line
+_LITERAL = r"'[^'\n]*+'"
+_KEY_PART = rf"(?:[\w-]++|{_BASIC}|{_LITERAL})"
+_TOKENS = re.compile(
+    rf"((?<![\w-]){_KEY_PART}(?:[ \t]*+\.[ \t]*+{_KEY_PART})+)"  # group 1: a dotted run
+    rf'|(?<!\\)"""(?:[^"\\]|\\.|"(?!""))*"""|\'\'\'(?:[^\']|\'(?!\'\'))*\'\'\'|{_BASIC}|{_LITERAL}|#[^\n]*+')
+MAX_KEY_DOTS = 63
+MIN_MEMORY = 16 * 1024 * 1024  # limits.memory below this cannot start a process, let alone an app
+MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}  # systemd's, base 1024
+
+# An app's `source` is copied, readable by the app, into its code folder: never from these folders
+# or from a folder that contains one (so not "/", "/var" or "/srv" either). ripdep's own hold the
+# host config and every app's secrets, state, code and backups; the system's hold credentials, keys,
+# other services' data and kernel interfaces.
+FORBIDDEN_SOURCES = tuple(Path(p) for p in (
+    PATHS.host_config.parent, PATHS.state_root.parent, PATHS.code_root, PATHS.backups_root, PATHS.locks.parent,
+    "/etc", "/root", "/boot", "/proc", "/sys", "/dev", "/run", "/var/lib", "/var/backups", "/var/log",
+    "/var/spool", "/var/mail",
+))
+# Folders that hold many users' or programs' files at once: refused themselves, fine below.
+FORBIDDEN_SOURCE_ROOTS = tuple(Path(p) for p in ("/home", "/usr", "/opt", "/tmp", "/var/tmp", "/mnt", "/media"))
 
 
 @dataclass(frozen=True)
@@ -121,6 +161,16 @@ def _get(table: dict, key: str, kind, want: str, prefix: str = ""):
     value = table.get(key)
     if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is int:
         raise _type_error(prefix + key, want, value)
+    if kind is int and value is not None and not -2 ** 63 <= value < 2 ** 63:  # TOML's integers are 64-bit
+        raise BadInput(f"manifest key '{prefix}{key}': expected {want}, got a number out of range")
+    return value
+
+
+def _text(table: dict, key: str, want: str, prefix: str = "") -> str | None:
+    """A string key that is absent (the default) or says something: "" is an error, never the default."""
+    value = _get(table, key, str, want, prefix)
+    if value == "":
+        raise BadInput(f"manifest key '{prefix}{key}' is empty", hint="leave the key out to get the default")
     return value
 
 
@@ -147,13 +197,44 @@ def _start(value, where: str) -> tuple[str, ...]:
         raise BadInput(f"manifest key '{where}' is empty")
     for word in argv:
         names.check_plain_text(word, f"manifest key '{where}'")
+        if len(word.encode()) > MAX_ARG_WORD:
+            raise BadInput(f"manifest key '{where}': a word of {len(word.encode())} bytes is longer than {MAX_ARG_WORD}")
+    if argv[0][0] in SYSTEMD_PREFIXES:
+        raise BadInput(f"manifest key '{where}': {argv[0]!r} starts with {argv[0][0]!r}, which systemd reads as an "
+                       f"ExecStart= prefix (any of {' '.join(SYSTEMD_PREFIXES)}), not as part of the program",
+                       hint='name the program by its path, e.g. "/usr/bin/python3" or "./run.sh"')
+    total = sum(len(word.encode()) + 1 for word in argv)
+    if total > MAX_START:
+        raise BadInput(f"manifest key '{where}': the command line is {total} bytes, more than {MAX_START}")
     return tuple(argv)
+
+
+def _source(value: str, base: Path) -> Path:
+    """The source folder, absolute and with links resolved; refused when it is inside, or holds, a
+    folder an app must not read (checked as written and as resolved, so a link cannot hide it)."""
+    names.check_plain_text(value, "manifest key 'source'")
+    given = Path(os.path.normpath(base / value))
+    resolved = given.resolve()
+    for path in dict.fromkeys((given, resolved)):
+        for folder in FORBIDDEN_SOURCES:
+            if path.is_relative_to(folder):
+                problem = f"is inside {folder}"
+            elif folder.is_relative_to(path):
+                problem = f"holds {folder}"
+            else:
+                continue
+            raise BadInput(f"manifest key 'source': {value!r} ({path}) {problem}, which an app must never "
+                           "receive as its code", hint="point source at the folder with the app's own code")
+        if path in FORBIDDEN_SOURCE_ROOTS:
+            raise BadInput(f"manifest key 'source': {value!r} ({path}) holds other users' or programs' files",
+                           hint="point source at the folder with the app's own code")
+    return resolved
 
 
 def _route(table: dict, app: str) -> Route:
     _unknown(table, ROUTE_KEYS, "route.")
-    path = _get(table, "path", str, "a string", "route.")
-    host = _get(table, "host", str, "a string", "route.")
+    path = _text(table, "path", "a string", "route.")
+    host = _text(table, "host", "a string", "route.")
     tls = _get(table, "tls", bool, "true or false", "route.") or False
     if path and host:
         raise BadInput("manifest: set either route.path or route.host, not both")
@@ -170,11 +251,17 @@ def _route(table: dict, app: str) -> Route:
 
 def _limits(table: dict) -> Limits:
     _unknown(table, LIMIT_KEYS, "limits.")
-    memory = _get(table, "memory", str, "a string such as \"256M\"", "limits.")
-    cpu = _get(table, "cpu", str, "a string such as \"50%\"", "limits.")
+    memory = _text(table, "memory", "a string such as \"256M\"", "limits.")
+    cpu = _text(table, "cpu", "a string such as \"50%\"", "limits.")
     tasks = _get(table, "tasks", int, "an integer", "limits.")
     if memory is not None and not MEMORY.fullmatch(memory):
         raise BadInput(f"manifest key 'limits.memory': {memory!r} is not a size like 256M, 1G or infinity")
+    if memory is not None and memory != "infinity":
+        size = int(memory.rstrip("KMGT")) * MEMORY_UNITS[memory.lstrip("0123456789")]
+        if size < MIN_MEMORY:
+            raise BadInput(f"manifest key 'limits.memory': {memory!r} is less than the minimum of 16M")
+        if size >= 2 ** 64:
+            raise BadInput(f"manifest key 'limits.memory': {memory!r} is larger than systemd accepts; use infinity")
     if cpu is not None and not CPU.fullmatch(cpu):
         raise BadInput(f"manifest key 'limits.cpu': {cpu!r} is not a percentage like 50% or 200%")
     if tasks is not None and not 1 <= tasks <= 1_000_000:
@@ -184,7 +271,7 @@ def _limits(table: dict) -> Limits:
 
 def _backup(table: dict) -> Backup:
     _unknown(table, BACKUP_KEYS, "backup.")
-    schedule = _get(table, "schedule", str, "a string such as \"daily\"", "backup.")
+    schedule = _text(table, "schedule", "a string such as \"daily\"", "backup.")
     keep = _get(table, "keep", int, "an integer", "backup.")
     if schedule is not None and (not CALENDAR.fullmatch(schedule) or schedule.strip() != schedule):
         raise BadInput(f"manifest key 'backup.schedule': {schedule!r} is not a calendar expression like "
@@ -224,26 +311,32 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     source = _get(data, "source", str, "a string")
     if source is None:
         raise BadInput("manifest: missing key 'source'", hint="the folder with the app's code, e.g. source = \".\"")
-    names.check_plain_text(source, "manifest key 'source'")
+    source_path = _source(source, manifest_path.parent)
     if "start" not in data:
         raise BadInput("manifest: missing key 'start'", hint='the command that runs the app, e.g. start = ["/usr/bin/python3", "app.py"]')
     start = _start(data["start"], "start")
-    health = _get(data, "health", str, "a string") or "/"
+    health = _text(data, "health", "a string") or "/"
     names.check_url_path(health, "manifest key 'health'")
     database = _get(data, "database", bool, "true or false")
-    database_locale = _get(data, "database_locale", str, "a string such as \"C\" or \"en_US.UTF-8\"")
+    database_locale = _text(data, "database_locale", "a string such as \"C\" or \"en_US.UTF-8\"")
     if database_locale is not None and not LOCALE.fullmatch(database_locale):
         raise BadInput(f"manifest key 'database_locale': {database_locale!r} is not a locale name like C or en_US.UTF-8")
-    profile = _get(data, "profile", str, "a string") or "strict"
+    profile = _text(data, "profile", "a string") or "strict"
     if profile not in PROFILES:
         raise BadInput(f"manifest key 'profile': {profile!r} is not one of {', '.join(PROFILES)}")
     env = _get(data, "env", dict, "a table") or {}
     for key, value in env.items():
         names.check_env_key(key, f"manifest key 'env.{key}'")
+        if isinstance(value, int) and not isinstance(value, bool) and not -2 ** 63 <= value < 2 ** 63:
+            raise BadInput(f"manifest key 'env.{key}': the number is out of TOML's 64-bit range")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         names.check_env_value(value, f"manifest key 'env.{key}'")
     env = {k: str(v) for k, v in env.items()}
+    total = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+    if total > MAX_ENV_TOTAL:
+        raise BadInput(f"manifest key 'env': {total} bytes in all, more than {MAX_ENV_TOTAL}",
+                       hint="put large data in a file in the app's code or state")
     secrets = _secrets(_get(data, "secrets", dict, "a table") or {})
     secrets_from = _get(data, "secrets_from", list, "a list of \"ssm:/path/\" strings") or []
     for value in secrets_from:
@@ -256,14 +349,13 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     reserved = sorted((set(env) | set(secrets)) & RESERVED_ENV)
     if reserved:
         raise BadInput(f"manifest: '{reserved[0]}' is set by ripdep and cannot be overridden")
-    delivery = _get(data, "delivery", str, "a string") or "env"
+    delivery = _text(data, "delivery", "a string") or "env"
     if delivery not in DELIVERIES:
         raise BadInput(f"manifest key 'delivery': {delivery!r} is not one of {', '.join(DELIVERIES)}")
-    base = manifest_path.parent
     return AppSpec(
         name=app,
         manifest_path=manifest_path,
-        source=(base / source).resolve() if not Path(source).is_absolute() else Path(source),
+        source=source_path,
         start=start,
         health=health,
         database=True if database is None else database,
@@ -279,16 +371,40 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     )
 
 
-def load_manifest(app: str, path: Path) -> AppSpec:
-    names.check_app_name(app)
+def _read_manifest(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular file (a FIFO would block the read, a device
+    could be anything) or is too large, without ever blocking on it."""
     try:
-        raw = path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BadInput(f"manifest {path} is not a regular file")
+        # O_NONBLOCK: should a FIFO be swapped in after the stat, the open still returns at once,
+        # and fstat below (on what was actually opened) refuses it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         raise BadInput(f"manifest {path} does not exist") from None
     except OSError as e:
         raise BadInput(f"cannot read manifest {path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(f"manifest {path} is not a regular file")
+        raw = f.read(MAX_MANIFEST + 1)
+    if len(raw) > MAX_MANIFEST:
+        raise BadInput(f"manifest {path} is larger than {MAX_MANIFEST // 1024} KiB")
+    return raw
+
+
+def load_manifest(app: str, path: Path) -> AppSpec:
+    names.check_app_name(app)
+    raw = _read_manifest(path)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        text = raw.decode("utf-8")
+        if any((token[1] or "").count(".") > MAX_KEY_DOTS for token in _TOKENS.finditer(text)):
+            raise BadInput(f"manifest {path} has a dotted key of more than {MAX_KEY_DOTS + 1} parts",
+                           hint="manifest keys have at most two")
+        data = tomllib.loads(text)
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, an integer of thousands of digits
         raise BadInput(f"manifest {path} is not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise BadInput(f"manifest {path} nests arrays or tables too deeply") from None
     return parse_manifest(app, data, path.resolve())
