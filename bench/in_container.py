@@ -63,7 +63,7 @@ def bench_status(counts=(10, 50), runs=15):
         for _ in range(runs):
             elapsed, out = timed(["ripdep", "status", "--json"])
             doc = json.loads(out)
-            assert len(doc["apps"]) == count and not doc["degraded"], doc
+            assert len(doc["data"]["apps"]) == count and not doc["data"]["degraded"], doc
             samples.append(elapsed)
         med = statistics.median(samples)
         print(f"| {count} | {med:.3f} | {min(samples):.3f} | {max(samples):.3f} | {runs} | {med / count * 1000:.1f} |")
@@ -82,7 +82,7 @@ def bench_backup(runs=3):
                             "-h", "/run/postgresql", "-d", "big", "-f", "/tmp/plain.dump"])[0])
         elapsed, out = timed(["ripdep", "backup", "big", "--json"])
         ours.append(elapsed)
-        assert json.loads(out)["backup"]["verified"]
+        assert json.loads(out)["data"]["backup"]["verified"]
     print(f"database size: {size / 1e6:.0f} MB")
     print("| measurement | median s | min s | max s | runs |")
     print("|---|---|---|---|---|")

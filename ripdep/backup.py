@@ -1,11 +1,16 @@
 """Per-app backups: /var/backups/ripdep/APP/<UTC time>/, root-only, verified right after they are
 taken, pruned to the last N verified ones, optionally copied to S3.
 
-A backup folder holds db.dump (pg_dump custom format), state.tar (the app's state dir, numeric
-owners), manifest.toml, secrets/ (0600), backup.toml (facts) and SHA256SUMS over all of them;
-VERIFIED.toml records the verification: the checksums re-read, and db.dump restored into a scratch
-database that is then dropped. A folder is built as .NAME.partial and renamed when complete, so a
-crash never leaves something that looks like a backup.
+A backup folder holds db.dump (pg_dump custom format), state.tar (the app's state dir), manifest.toml,
+secrets/ (0600), backup.toml (facts) and SHA256SUMS over all of them. A folder is built as
+.NAME.partial and renamed when complete, so a crash never leaves something that looks like a backup.
+
+Everything in db.dump and state.tar is app-controlled, so it is handled with the app's privileges
+only: pg_dump and tar run as the app's user; a restore (of a verification or of `ripdep restore`)
+is done by the app's own role into a scratch database it owns (code in a dump runs as the role that
+restores it: a CHECK constraint calling an app function must not run as a superuser), and state.tar
+is unpacked by tar running as the app's user. Verification is a rehearsal of restore with the same
+code (`check_contents`, `restore_database`, `stage_state`); VERIFIED.toml records its verdict.
 """
 
 from __future__ import annotations
@@ -13,17 +18,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
+import subprocess
 import tarfile
 import time
 import tomllib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from ripdep import __version__
-from ripdep.errors import BackupInvalid, BadInput, PreconditionFailed
-from ripdep.host import fs
-from ripdep.host.postgres import Postgres, pg_tool, run_as_postgres
+from ripdep import __version__, names
+from ripdep.errors import BackupInvalid, BadInput, RipdepError
+from ripdep.host import fs, users
+from ripdep.host.postgres import SCRATCH_DB, SOCKET_DIR, Postgres, pg_tool, run_as
 from ripdep.hostconfig import HostConfig
 from ripdep.paths import PATHS, Paths
 from ripdep.spec import AppSpec
@@ -65,8 +72,8 @@ def _hash_file(path: Path) -> str:
 def _files(folder: Path) -> list[Path]:
     """Every file the checksums cover, relative, sorted (VERIFIED.toml is written after them)."""
     out = []
-    for dirpath, _, names in os.walk(folder):
-        for name in names:
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
             rel = Path(dirpath, name).relative_to(folder)
             if str(rel) not in (SUMS, VERIFIED):
                 out.append(rel)
@@ -94,21 +101,33 @@ def check_sums(folder: Path) -> list[str]:
     return problems
 
 
-def restore_argv(database: str, role: str | None = None) -> list[str]:
-    argv = [pg_tool("pg_restore"), "--exit-on-error", "--no-owner", "--no-privileges", "-h", "/run/postgresql",
-            "-d", database]
-    if role:
-        argv.append(f"--role={role}")  # objects are created by, and owned by, the app's role
-    return argv
+def restore_argv(app: str) -> list[str]:
+    """pg_restore connected as the app's role (peer auth: run as the app's user) into the scratch
+    database it owns. Not `--role` under a superuser session: code in the dump could RESET ROLE."""
+    return [pg_tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+            "--no-publications", "--no-subscriptions", "--no-security-labels", "-h", SOCKET_DIR, "-U", app,
+            "-d", SCRATCH_DB]
 
 
-def pg_restore(dump: Path, database: str, role: str | None = None) -> str | None:
-    """Restore a custom-format dump (read by root, fed on stdin); returns the error, or None."""
+def restore_database(dump: Path, app: str, locale: str | None, pg: Postgres) -> str | None:
+    """Restore db.dump into a fresh scratch database owned by the app's role, as that role; returns
+    the error, or None (the scratch database then holds the data). Hold lock.scratch_lock around it
+    and what follows. The role must come out exactly as it went in."""
+    before, _ = pg.read_app(app)
+    if before is None:
+        return f"role {app} does not exist: deploy the app first"
+    pg.create_scratch_database(app, locale)
     with open(dump, "rb") as f:
-        proc = run_as_postgres(restore_argv(database, role), stdin=f)
+        proc = run_as(app, restore_argv(app), stdin=f)
+    error = None
     if proc.returncode != 0:
-        return proc.stderr.decode(errors="replace").strip()[-2000:] or f"pg_restore exited {proc.returncode}"
-    return None
+        error = proc.stderr.decode(errors="replace").strip()[-2000:] or f"pg_restore exited {proc.returncode}"
+        if "no pg_hba.conf entry" in error:
+            error += f" (this host's pg_hba.conf predates the {SCRATCH_DB} rule: run ripdep init)"
+    after, _ = pg.read_app(app)
+    if after != before:
+        error = f"restoring changed role {app} ({', '.join(after.drift()) if after else 'dropped'}): refused"
+    return error
 
 
 # zlib level 1: about as small as pg_dump's default level for typical data, at half the CPU time
@@ -117,25 +136,113 @@ DUMP_COMPRESSION = "-Z1"
 
 
 def _dump(app: str, target: Path) -> str:
-    """pg_dump -Fc into target (opened by root, written by pg_dump through its stdout); returns the hash."""
+    """pg_dump -Fc as the app's own role into target (opened by root, written through pg_dump's
+    stdout); returns the hash."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        proc = run_as_postgres([pg_tool("pg_dump"), "-Fc", DUMP_COMPRESSION, "-h", "/run/postgresql", "-d", app],
-                               stdout=out)
+        proc = run_as(app, [pg_tool("pg_dump"), "-Fc", DUMP_COMPRESSION, "-h", SOCKET_DIR, "-U", app, "-d", app],
+                      stdout=out)
         out.flush()
         os.fsync(out.fileno())
     if proc.returncode != 0:
-        raise PreconditionFailed(f"pg_dump of database {app} failed: {proc.stderr.decode(errors='replace').strip()}")
+        raise BackupInvalid(f"pg_dump of database {app} failed: {proc.stderr.decode(errors='replace').strip()}")
     return _hash_file(target)
 
 
-def _tar_state(state_dir: Path, target: Path) -> None:
+def _as_app(app: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """A tool as the app's user, no supplementary groups, from /: it reaches what the app reaches."""
+    return subprocess.run(argv, user=app, group=app, extra_groups=[], cwd="/", stderr=subprocess.PIPE,
+                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, timeout=3600, **kw)
+
+
+def _tar_state(app: str, state_dir: Path, target: Path) -> None:
+    """The state dir as state/... in a tar written by tar running as the app's user: the app is live
+    and may swap a folder for a link while it is read, so it is read with the app's privileges only."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w") as tar:
-        if state_dir.is_dir():
-            tar.add(state_dir, arcname="state")
+    with os.fdopen(fd, "wb") as out:
+        if os.path.isdir(state_dir) and not os.path.islink(state_dir):
+            proc = _as_app(app, ["tar", "--create", "--file=-", "--numeric-owner", f"--directory={state_dir.parent}",
+                                 f"--transform=s,^{app},state,S", app], stdout=out)
+            # 1: a file changed while it was read (a live app): the copy is still a consistent tar
+            if proc.returncode not in (0, 1):
+                raise BackupInvalid(f"tar of {state_dir} as user {app} failed: "
+                                    f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
+        else:
+            with tarfile.open(fileobj=out, mode="w"):
+                pass
         out.flush()
         os.fsync(out.fileno())
+
+
+def check_state_tar(tar_path: Path) -> list[str]:
+    """state.tar's member names: only below state/, nothing absolute, no '..', no device files, hard
+    links only to members. (Link targets and contents are the app's: tar runs as the app to unpack.)"""
+    def unsafe(name: str) -> bool:
+        p = PurePosixPath(name)
+        return p.is_absolute() or ".." in p.parts or not p.parts or p.parts[0] != "state"
+
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+    except (tarfile.TarError, OSError) as e:
+        return [f"state.tar cannot be read: {e}"]
+    problems = []
+    for m in members:
+        if unsafe(m.name):
+            problems.append(f"state.tar holds an unsafe path: {m.name!r}")
+        elif m.islnk() and unsafe(m.linkname):
+            problems.append(f"state.tar holds a hard link out of the state dir: {m.name!r}")
+        elif m.ischr() or m.isblk():
+            problems.append(f"state.tar holds a device file: {m.name!r}")
+    return problems
+
+
+def stage_state(tar_path: Path, app: str, paths: Paths, purpose: str) -> Path:
+    """Unpack state.tar beside the app's live state dir (in .APP.PURPOSE/state), by tar running as the
+    app's user, and return the unpacked folder (owned by the app, 0750). Raises BackupInvalid."""
+    user = users.read_user(app)
+    if user is None:
+        raise BackupInvalid(f"user {app} does not exist: deploy the app first")
+    staging = paths.apps_state_root / f".{app}.{purpose}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.mkdir(staging, 0o700)
+    os.chown(staging, user.uid, user.gid)
+    with open(tar_path, "rb") as f:
+        proc = _as_app(app, ["tar", "--extract", "--file=-", f"--directory={staging}", "--no-same-owner",
+                             "--preserve-permissions", "--delay-directory-restore"], stdin=f)
+    unpacked = staging / "state"
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BackupInvalid(f"state.tar does not unpack as user {app}: "
+                            f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
+    if not os.path.lexists(unpacked):
+        os.mkdir(unpacked, 0o750)
+    if not stat.S_ISDIR(os.lstat(unpacked).st_mode):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BackupInvalid("state.tar's state/ is not a folder")
+    os.chown(unpacked, user.uid, user.gid, follow_symlinks=False)
+    os.chmod(unpacked, 0o750)
+    return unpacked
+
+
+def check_contents(folder: Path, app: str) -> list[str]:
+    """Everything restore checks before it touches anything, cheap enough for every destroy:
+    checksums, whose backup this is, secret names, state.tar's member names."""
+    problems = check_sums(folder)
+    if problems:
+        return problems
+    try:
+        facts = tomllib.loads((folder / "backup.toml").read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        return [f"backup.toml cannot be read: {e}"]
+    if facts.get("app") != app:
+        problems.append(f"this is a backup of app {facts.get('app')!r}, not of {app!r}")
+    for secret in sorted((folder / "secrets").iterdir()) if (folder / "secrets").is_dir() else []:
+        try:
+            names.check_env_key(secret.name, "secret file")
+        except RipdepError as e:
+            problems.append(e.message)
+    return problems + check_state_tar(folder / "state.tar")
 
 
 def _new_name(root: Path) -> str:
@@ -147,19 +254,32 @@ def _new_name(root: Path) -> str:
     return name
 
 
-def scratch_name(app: str) -> str:
-    return f"ripdep-verify-{app}"  # app names cannot start with "ripdep-": never an app's database
-
-
 def take(spec: AppSpec, paths: Paths = PATHS, progress=lambda msg: None) -> Path:
-    """Write a complete backup folder (not yet verified); returns its path."""
-    app = spec.name
-    root = paths.backups(app)
+    """Write a complete backup folder (not yet verified); returns its path. A failure (a full disk,
+    pg_dump refused) removes the partial folder and raises BackupInvalid."""
+    root = paths.backups(spec.name)
     fs.ensure_dir(paths.backups_root, mode=0o700)
     fs.ensure_dir(root, mode=0o700)
     name = _new_name(root)
     tmp = root / f".{name}.partial"
     os.mkdir(tmp, 0o700)
+    try:
+        _fill(spec, tmp, name, paths, progress)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise BackupInvalid(f"backup of {spec.name} could not be written: {e.strerror or e}",
+                                hint=f"free space in {paths.backups_root} and run ripdep backup {spec.name} again",
+                                details=[f"the partial folder {tmp} was removed"]) from None
+        raise
+    final = root / name
+    os.rename(tmp, final)
+    fs.fsync_dir(root)
+    return final
+
+
+def _fill(spec: AppSpec, tmp: Path, name: str, paths: Paths, progress) -> None:
+    app = spec.name
     known: dict[str, str] = {}
     sizes: dict[str, int] = {}
     pg_version = None
@@ -172,7 +292,7 @@ def take(spec: AppSpec, paths: Paths = PATHS, progress=lambda msg: None) -> Path
         finally:
             pg.close()
     progress(f"backup {app} ... state dir")
-    _tar_state(paths.app_state_dir(app), tmp / "state.tar")
+    _tar_state(app, paths.app_state_dir(app), tmp / "state.tar")
     shutil.copyfile(paths.manifest(app), tmp / "manifest.toml")
     os.chmod(tmp / "manifest.toml", 0o600)
     os.mkdir(tmp / "secrets", 0o700)
@@ -188,33 +308,38 @@ def take(spec: AppSpec, paths: Paths = PATHS, progress=lambda msg: None) -> Path
     fs.write_file(tmp / "backup.toml", tomli_w.dumps(facts).encode(), mode=0o600)
     write_sums(tmp, known)
     fs.fsync_dir(tmp)
-    final = root / name
-    os.rename(tmp, final)
-    fs.fsync_dir(root)
-    return final
 
 
-def verify(folder: Path, app: str, progress=lambda msg: None) -> BackupInfo:
-    """Checksums re-read, then db.dump restored into a scratch database that is dropped; the verdict
-    is recorded in VERIFIED.toml (outside the checksummed set)."""
+def verify(folder: Path, spec: AppSpec, paths: Paths = PATHS, progress=lambda msg: None) -> BackupInfo:
+    """A rehearsal of restore with its own code: the same content checks, db.dump restored by the
+    app's role into the scratch database, state.tar unpacked as the app's user; both then discarded.
+    The verdict is recorded in VERIFIED.toml (outside the checksummed set)."""
     import tomli_w
 
+    from ripdep.lock import scratch_lock
+
+    app = spec.name
     t0 = time.monotonic()
-    problems = check_sums(folder)
-    if not problems and (folder / "db.dump").exists():
-        progress(f"backup {app} ... verifying by restoring into a scratch database")
-        scratch = scratch_name(app)
-        pg = Postgres()
+    problems = check_contents(folder, app)
+    if not problems:
+        progress(f"backup {app} ... verifying by a rehearsal of its restore")
         try:
-            pg.create_scratch_database(scratch)
-            error = pg_restore(folder / "db.dump", scratch)
-            if error:
-                problems.append(f"db.dump does not restore: {error}")
-        finally:
+            staged = stage_state(folder / "state.tar", app, paths, "verify")
+            shutil.rmtree(staged.parent)
+        except BackupInvalid as e:
+            problems.append(e.message)
+    if not problems and (folder / "db.dump").exists():
+        with scratch_lock(paths):
+            pg = Postgres()
             try:
-                pg.drop_database(scratch)
+                error = restore_database(folder / "db.dump", app, spec.database_locale, pg)
+                if error:
+                    problems.append(f"db.dump does not restore: {error}")
             finally:
-                pg.close()
+                try:
+                    pg.drop_database(SCRATCH_DB)
+                finally:
+                    pg.close()
     seconds = round(time.monotonic() - t0, 3)
     result = {"ok": not problems, "seconds": seconds, "problems": problems,
               "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -278,7 +403,8 @@ def last_run(app: str, paths: Paths = PATHS) -> dict | None:
 
 
 def find(app: str, ref: str, paths: Paths = PATHS) -> Path:
-    """A backup given by its folder name or its path."""
+    """A backup given by its folder name or its path (whose backup.toml must name this app:
+    check_contents refuses another app's)."""
     candidate = Path(ref) if "/" in ref else paths.backups(app) / ref
     if not (candidate / SUMS).is_file():
         raise BadInput(f"{candidate} is not a ripdep backup (no {SUMS})",

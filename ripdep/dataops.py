@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ripdep import backup, engine, names
-from ripdep.errors import ApplyFailed, BackupInvalid, BadInput, PreconditionFailed, RipdepError, UnknownApp
+from ripdep.errors import BackupInvalid, BadInput, PreconditionFailed, RipdepError, UnknownApp
 from ripdep.host import caddy, fs, systemd, users
-from ripdep.host.postgres import Postgres
+from ripdep.host.postgres import SCRATCH_DB, Postgres
 from ripdep.hostconfig import load_host_config
-from ripdep.lock import app_lock
+from ripdep.lock import app_lock, scratch_lock
 from ripdep.ops import require_app
 from ripdep.paths import PATHS, Paths
 from ripdep.render import MARKER
@@ -45,14 +44,17 @@ def _backup_locked(spec, host, paths: Paths, progress) -> BackupResult:
     app = spec.name
     try:
         folder = backup.take(spec, paths, progress)
-        info = backup.verify(folder, app, progress)
+        info = backup.verify(folder, spec, paths, progress)
         if info.verified and host.s3_bucket:
             from ripdep import s3  # boto3 only when off-host copies are configured
 
             progress(f"backup {app} ... uploading to s3://{host.s3_bucket}")
             info.remote = s3.upload(folder, app, host)
     except RipdepError as e:
-        backup.record_last_run(app, False, None, e.message, paths)
+        try:
+            backup.record_last_run(app, False, None, e.message, paths)
+        except OSError:  # a full disk: the error itself is what the operator needs
+            pass
         raise
     backup.record_last_run(app, bool(info.verified), info.name, info.verify_error, paths)
     removed = backup.prune(app, backup.keep_for(spec, host), paths)
@@ -81,104 +83,89 @@ def list_backups(app: str, paths: Paths = PATHS, remote: bool = True) -> list[di
 
 # --- restore ----------------------------------------------------------------------------------
 
-def _safe_members(tar: tarfile.TarFile):
-    """Only what ripdep's own state.tar holds: files, folders and links below state/, nothing that
-    could point outside the folder it is unpacked into."""
-    for m in tar.getmembers():
-        p = PurePosixPath(m.name)
-        if p.is_absolute() or ".." in p.parts or p.parts[0] != "state":
-            raise BackupInvalid(f"state.tar holds an unsafe path: {m.name!r}")
-        if m.issym() or m.islnk():
-            target = PurePosixPath(m.linkname)
-            if target.is_absolute() or ".." in target.parts:
-                raise BackupInvalid(f"state.tar holds a link out of the state dir: {m.name!r}")
-        elif not (m.isfile() or m.isdir()):
-            raise BackupInvalid(f"state.tar holds a special file: {m.name!r}")
-        yield m
+def _swap_database(app: str, pg: Postgres) -> None:
+    """The scratch database (restored, owned by the app's role) becomes the app's: the live one is
+    renamed aside first and dropped last, so no moment is without one of them."""
+    aside = f"ripdep_prev_{app}"  # "_" never occurs in an app name: never another app's database
+    pg.drop_database(aside)
+    if pg.read_app(app)[1] is not None:
+        pg.rename_database(app, aside)
+    pg.rename_database(SCRATCH_DB, app)
+    for statement in database._database_sql(app, create=False):
+        pg.execute(statement)
+    pg.drop_database(aside)
 
 
-def _restore_state_dir(tar_path: Path, target: Path, uid: int, gid: int) -> None:
-    """Unpack beside the live folder, give everything to the app's current uid, swap by rename."""
-    staging = target.parent / f".{target.name}.restore"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.mkdir(staging, 0o700)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(staging, members=list(_safe_members(tar)), numeric_owner=True)
-    unpacked = staging / "state"
-    if not unpacked.is_dir():
-        os.mkdir(unpacked, 0o750)
-    for dirpath, dirnames, filenames in os.walk(unpacked):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, gid)
-    os.chown(unpacked, uid, gid)
-    os.chmod(unpacked, 0o750)
+def _swap_state_dir(staged: Path, target: Path) -> None:
     old = target.parent / f".{target.name}.old"
     shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
+    if os.path.lexists(target):
         os.rename(target, old)
-    os.rename(unpacked, target)
+    os.rename(staged, target)
     shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def _restore_database(app: str, dump: Path, locale: str | None) -> None:
-    """Restore into a new database owned by the app's role (with the manifest's locale), then swap
-    it in by rename: if the restore fails, the live database is untouched."""
-    from psycopg import sql
-
-    staging = f"ripdep-restore-{app}"
-    pg = Postgres()
-    try:
-        pg.drop_database(staging)
-        pg.execute(database.create_database_sql(staging, app, locale, template0=True))
-        error = backup.pg_restore(dump, staging, role=app)
-        if error:
-            pg.drop_database(staging)
-            raise ApplyFailed(f"restoring db.dump into a new database failed; database {app} was not touched",
-                              details=error.splitlines()[-10:])
-        pg.drop_database(app)
-        pg.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging), sql.Identifier(app)))
-        for statement in database._database_sql(app, create=False):
-            pg.execute(statement)
-    finally:
-        pg.close()
+    shutil.rmtree(staged.parent, ignore_errors=True)
 
 
 def restore_app(app: str, ref: str, yes: bool, paths: Paths = PATHS, progress=lambda s: None) -> engine.RunResult:
+    """Every part is checked and staged beside the live app (database restored by the app's role into
+    the scratch database, state dir unpacked as the app's user) while the app keeps serving; only when
+    all are ready is it stopped and each part swapped in by rename. A refusal changes nothing."""
     engine.require_root()
     require_app(app, paths)
     folder = backup.find(app, ref, paths)
     if not yes:
         raise BadInput(f"restore replaces {app}'s database, state dir and secrets with backup {folder.name}",
                        hint=f"add --yes: ripdep restore {app} {ref} --yes")
-    problems = backup.check_sums(folder)
+    problems = backup.check_contents(folder, app)
     if problems:
-        raise BackupInvalid(f"backup {folder.name} fails its checksums; nothing was changed", details=problems)
+        raise BackupInvalid(f"backup {folder.name} fails its checks; nothing was changed", details=problems)
     systemd.require_systemd()
     with app_lock(app, paths):
+        step = _restore_parts(app, folder, paths)
+        progress(step)
+        # re-render the env file from the restored secrets and start the app, health-checked
+        result = engine.deploy(app, paths=paths, progress=progress, lock=False)
+        result.steps.insert(0, step)
+        return result
+
+
+def _restore_parts(app: str, folder: Path, paths: Paths) -> Step:
+    with scratch_lock(paths):
         spec = load_manifest(app, paths.manifest(app))
-        user = users.read_user(app)
-        if user is None:
+        if users.read_user(app) is None:
             raise PreconditionFailed(f"user {app} does not exist", hint=f"deploy the app first: ripdep deploy {app}")
-        unit = paths.unit_name(app)
-        changes = [Change(f"service:{unit}", "stop", f"stop {unit}")]
-        systemd.systemctl("stop", unit)
-        if spec.database and (folder / "db.dump").exists():
-            _restore_database(app, folder / "db.dump", spec.database_locale)
-            changes.append(Change(f"database:{app}", "restore", f"restore database {app} from {folder.name}"))
-        _restore_state_dir(folder / "state.tar", paths.app_state_dir(app), user.uid, user.gid)
+        with_db = spec.database and (folder / "db.dump").exists()
+        pg = Postgres()
+        staged = None
+        try:
+            if with_db:
+                error = backup.restore_database(folder / "db.dump", app, spec.database_locale, pg)
+                if error:
+                    raise BackupInvalid(f"db.dump of {folder.name} does not restore; nothing was changed",
+                                        details=error.splitlines()[-10:])
+            staged = backup.stage_state(folder / "state.tar", app, paths, "restore")
+            unit = paths.unit_name(app)
+            changes = [Change(f"service:{unit}", "stop", f"stop {unit}")]
+            systemd.systemctl("stop", unit)
+            if with_db:
+                _swap_database(app, pg)
+                changes.append(Change(f"database:{app}", "restore", f"restore database {app} from {folder.name}"))
+            _swap_state_dir(staged, paths.app_state_dir(app))
+            staged = None
+        except BaseException:
+            if staged is not None:
+                shutil.rmtree(staged.parent, ignore_errors=True)
+            pg.drop_database(SCRATCH_DB)
+            raise
+        finally:
+            pg.close()
         changes.append(Change(f"state-dir:{app}", "restore", f"restore {paths.app_state_dir(app)} (owner {app})"))
         for secret in sorted((folder / "secrets").glob("*")):
             from ripdep.secret import Secret, write_secret
 
             write_secret(paths.secrets(app), secret.name, Secret(secret.read_text()))
         changes.append(Change(f"secrets:{app}", "restore", f"restore secrets from {folder.name}"))
-        step = Step(f"restore:{app}", changes, f"from {folder}")
-        progress(step)
-        # re-render the env file from the restored secrets and start the app, health-checked
-        result = engine.deploy(app, paths=paths, progress=progress, lock=False)
-        result.steps.insert(0, step)
-        return result
+        return Step(f"restore:{app}", changes, f"from {folder}")
 
 
 # --- destroy ----------------------------------------------------------------------------------
@@ -207,6 +194,11 @@ def destroy_app(app: str, yes: bool, take_backup: bool, paths: Paths = PATHS, pr
             raise PreconditionFailed(
                 f"refusing to destroy {app}: no verified backup younger than {host.destroy_backup_max_age} s",
                 hint=f"take one now: ripdep destroy {app} --yes --backup (or ripdep backup {app} first)")
+        # its verification may be old: a file changed since then would make it no safety net at all
+        problems = backup.check_contents(Path(kept.path), app)
+        if problems:
+            raise BackupInvalid(f"refusing to destroy {app}: backup {kept.name} no longer passes its checks",
+                                hint=f"take a new one: ripdep destroy {app} --yes --backup", details=problems)
         t = engine.RunResult(app, False, url=None)
         for step in _remove_all(app, paths):
             progress(step)
@@ -242,13 +234,18 @@ def _remove_all(app: str, paths: Paths):
     yield Step(f"route:{app}", [Change(f"route:{app}", "remove", f"remove {p}") for p in snippets])
 
     changes = []
-    if _marked(paths.unit(app), app):
-        systemd.run_systemctl_quiet("stop", unit)
+    proxies = [name for name in (paths.proxy_socket_name(app), paths.proxy_service_name(app))
+               if _marked(paths.units / name, app)]
+    if _marked(paths.unit(app), app) or proxies:
+        systemd.run_systemctl_quiet("stop", unit, *proxies)
         service.disable(paths, app)
-        fs.remove_file(paths.unit(app))
+        for name in proxies:
+            fs.remove_file(paths.units / name)
+        if _marked(paths.unit(app), app):
+            fs.remove_file(paths.unit(app))
         systemd.daemon_reload()
-        systemd.run_systemctl_quiet("reset-failed", unit)
-        changes.append(Change(f"unit:{unit}", "remove", f"stop and remove {unit}"))
+        systemd.run_systemctl_quiet("reset-failed", unit, *proxies)
+        changes.append(Change(f"unit:{unit}", "remove", f"stop and remove {', '.join([unit, *proxies])}"))
     yield Step(f"unit:{unit}", changes)
 
     changes = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ripdep.errors import PreconditionFailed, ValidationFailed
 from ripdep.host import fs, systemd
-from ripdep.host.postgres import APPS_GROUP, Postgres
+from ripdep.host.postgres import APPS_GROUP, SCRATCH_DB, Postgres
 from ripdep.host.proc import run
 from ripdep.hostconfig import DEFAULT_TEXT, load_host_config
 from ripdep.paths import PATHS, Paths
@@ -20,6 +20,7 @@ HBA_BEGIN = "# BEGIN ripdep: app roles reach only their own database (ripdep ini
 HBA_END = "# END ripdep"
 HBA_BLOCK = f"""{HBA_BEGIN}
 local   sameuser        +{APPS_GROUP}                            peer
+local   {SCRATCH_DB}  +{APPS_GROUP}                            peer
 local   all             +{APPS_GROUP}                            reject
 host    sameuser        +{APPS_GROUP}    all                     scram-sha-256
 host    all             +{APPS_GROUP}    all                     reject

@@ -16,7 +16,8 @@ from ripdep.paths import PATHS, Paths
 
 
 def _open(path: Path) -> int:
-    fs.ensure_dir(path.parent.parent, mode=0o700)
+    # /run/ripdep also holds the apps' proxy sockets, which Caddy must reach; the locks stay root's
+    fs.ensure_dir(path.parent.parent, mode=0o755)
     fs.ensure_dir(path.parent, mode=0o700)
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
@@ -45,10 +46,16 @@ def _acquire(fd: int, wait: float, message: str) -> None:
 
 
 @contextmanager
-def host_lock(paths: Paths = PATHS, timeout: float = 60):
-    fd = _open(paths.locks / ".host.lock")
+def host_lock(paths: Paths = PATHS, timeout: float = 60, name: str = ".host.lock"):
+    fd = _open(paths.locks / name)
     try:
-        _acquire(fd, timeout, "the host-wide ripdep lock is held for too long")
+        _acquire(fd, timeout, f"the host-wide ripdep lock {name} is held for too long")
         yield
     finally:
         os.close(fd)
+
+
+def scratch_lock(paths: Paths = PATHS):
+    """Around every use of PostgreSQL's scratch database (backup verification, a restore's staging):
+    there is one, so verifications of different apps queue (a big one may take a while)."""
+    return host_lock(paths, timeout=3600, name=".scratch.lock")

@@ -111,6 +111,17 @@ class Paths:
     def unit(self, app: str) -> Path:
         return self.units / self.unit_name(app)
 
+    # the app's way in (units/proxy.*.j2). A "." never occurs in an app name, so these names can
+    # never be another app's unit ("ripdep-x-proxy.service" could be app x-proxy's).
+    def proxy_socket_name(self, app: str) -> str:
+        return f"ripdep-{app}.proxy.socket"
+
+    def proxy_service_name(self, app: str) -> str:
+        return f"ripdep-{app}.proxy.service"
+
+    def proxy_socket(self, app: str) -> Path:
+        return self._p(f"run/ripdep/{app}.sock")
+
     def path_snippet(self, app: str) -> Path:
         return self.caddy_paths / f"{app}.caddy"
 

@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass
 
 from ripdep.errors import RipdepError
 from ripdep.host import http, systemd
-from ripdep.host.postgres import psql_rows
+from ripdep.host.postgres import RoleState, psql_rows, read_roles
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
+from ripdep.resources.database import marker
 from ripdep.spec import load_manifest
 from ripdep.state import read_state
 
@@ -43,6 +44,7 @@ class AppStatus:
     backup_age_seconds: int | None = None
     backup_size_bytes: int | None = None
     backup_error: str | None = None  # of the last run, when it failed
+    role_drift: str | None = None  # what the app's PostgreSQL role gained beyond LOGIN in ripdep_apps
     problem: str | None = None  # why the row could not be read completely
 
     @property
@@ -50,7 +52,7 @@ class AppStatus:
         failed = self.active_state == "failed"
         down = self.desired == "running" and self.active_state not in ("active", "activating", "reloading")
         return (failed or down or self.health == "failing" or self.problem is not None
-                or self.backup_state in ("failed", "stale"))
+                or self.backup_state in ("failed", "stale") or self.role_drift is not None)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "degraded": self.degraded}
@@ -129,23 +131,30 @@ def _set_health(row: AppStatus, probe: http.Probe) -> None:
     row.health_error = probe.error or None
 
 
-def _database_sizes(apps: list[str]) -> dict[str, int] | RipdepError:
+def _database_sizes(apps: list[str]) -> tuple[dict[str, int], dict[str, RoleState]] | RipdepError:
+    """Database sizes and the app roles' attributes (a role that gained SUPERUSER, CREATEROLE, a
+    membership... is how an escaped app would show itself in PostgreSQL)."""
     if not apps:
-        return {}
+        return {}, {}
     try:
         rows = psql_rows("SELECT datname, pg_database_size(oid) FROM pg_database "
                          "WHERE datname = ANY (string_to_array(:'names', ','))", names=",".join(apps))
+        roles = read_roles(apps)
     except RipdepError as e:
         return e
-    return {name: int(size) for name, size in rows}
+    return {name: int(size) for name, size in rows}, roles
 
 
-def _set_sizes(rows: list[AppStatus], sizes: dict[str, int] | RipdepError) -> None:
+def _set_sizes(rows: list[AppStatus], found: tuple[dict[str, int], dict[str, RoleState]] | RipdepError) -> None:
     for row in rows:
-        if isinstance(sizes, RipdepError):
-            row.problem = row.problem or f"database size: {sizes.message}"
-        else:
-            row.database_bytes = sizes.get(row.app)
+        if isinstance(found, RipdepError):
+            row.problem = row.problem or f"database size: {found.message}"
+            continue
+        sizes, roles = found
+        row.database_bytes = sizes.get(row.app)
+        role = roles.get(row.app)
+        drift = role.drift() if role is not None and role.comment == marker(row.app) else []
+        row.role_drift = ", ".join(drift) or None
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -209,4 +218,7 @@ def table(rows: list[AppStatus], colour: bool) -> str:
             out.append(f"{r.app}: {r.problem}")
         if r.backup_error:
             out.append(f"{r.app}: last backup failed: {r.backup_error}")
+        if r.role_drift:
+            out.append(f"{r.app}: PostgreSQL role {r.app} has {r.role_drift} (ripdep deploy {r.app} resets it; "
+                       "find out how it got there)")
     return "\n".join(out)

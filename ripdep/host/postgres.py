@@ -16,6 +16,10 @@ from ripdep.errors import PreconditionFailed
 
 SOCKET_DIR = "/run/postgresql"
 APPS_GROUP = "ripdep_apps"
+# The one database an app role may reach besides its own (pg_hba, ripdep init): backups are verified
+# and restores staged in it, restored by the app's own role. App names cannot contain "_", so it is
+# never an app's database; one at a time (lock.scratch_lock).
+SCRATCH_DB = "ripdep_scratch"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,21 @@ class RoleState:
     createrole: bool
     in_apps_group: bool
     comment: str | None
+    replication: bool = False
+    bypassrls: bool = False
+    other_groups: tuple[str, ...] = ()  # memberships besides ripdep_apps: never granted by ripdep
+
+    def drift(self) -> list[str]:
+        """What differs from how ripdep creates the role (LOGIN, in ripdep_apps, nothing more)."""
+        gained = [attr for attr, on in (("SUPERUSER", self.superuser), ("CREATEDB", self.createdb),
+                                        ("CREATEROLE", self.createrole), ("REPLICATION", self.replication),
+                                        ("BYPASSRLS", self.bypassrls)) if on]
+        gained += [f"member of {g}" for g in self.other_groups]
+        if not self.can_login:
+            gained.append("NOLOGIN")
+        if not self.in_apps_group:
+            gained.append(f"not in {APPS_GROUP}")
+        return gained
 
 
 @dataclass(frozen=True)
@@ -77,14 +96,16 @@ def pg_tool(name: str = "psql") -> str:
 PG_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-def run_as_postgres(argv: list[str], *, stdin=None, stdout=None, timeout: float = 3600):
-    """A PostgreSQL client tool as the postgres user (peer auth), with files opened by root passed
-    as stdin/stdout so the tool never needs to read ripdep's root-only folders itself."""
+def run_as(user: str, argv: list[str], *, stdin=None, stdout=None, timeout: float = 3600):
+    """A PostgreSQL client tool as a Unix user (peer auth makes it that user's role), with files
+    opened by root passed as stdin/stdout so the tool never reads ripdep's root-only folders itself.
+    Run from / (a tool started in root's cwd complains it cannot change back to /root), with no
+    supplementary groups: an app's dump is taken and restored with exactly its own privileges."""
     import subprocess
 
     return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                           stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE,
-                          user="postgres", timeout=timeout, env=PG_ENV)
+                          user=user, group=user, extra_groups=[], cwd="/", timeout=timeout, env=PG_ENV)
 
 
 def psql_rows(query: str, **variables: str) -> list[list[str | None]]:
@@ -95,11 +116,35 @@ def psql_rows(query: str, **variables: str) -> list[list[str | None]]:
     for key, value in variables.items():
         argv += ["-v", f"{key}={value}"]
     proc = subprocess.run(argv, input=query, capture_output=True, text=True, user="postgres", timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+                          cwd="/", env=PG_ENV)
     if proc.returncode != 0:
         raise PreconditionFailed(f"cannot query PostgreSQL as postgres over {SOCKET_DIR}: {proc.stderr.strip()}",
                                  hint="is it running? systemctl status postgresql")
     return [[None if v == NULL else v for v in line.split(SEP)] for line in proc.stdout.rstrip("\n").split(REC) if line]
+
+
+# name, login, super, createdb, createrole, in ripdep_apps, comment, replication, bypassrls, and the
+# roles it is a member of besides ripdep_apps (comma-separated, '' when none)
+ROLE_COLUMNS = """r.rolname::text, r.rolcanlogin::text, r.rolsuper::text, r.rolcreatedb::text, r.rolcreaterole::text,
+       EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+               WHERE m.member = r.oid AND g.rolname = :'group')::text,
+       shobj_description(r.oid, 'pg_authid'), r.rolreplication::text, r.rolbypassrls::text,
+       coalesce((SELECT string_agg(g.rolname::text, ',' ORDER BY g.rolname) FROM pg_auth_members m
+                 JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid AND g.rolname <> :'group'), '')"""
+
+
+def role_from_row(row: list) -> RoleState:
+    flag = [v == "true" for v in row]
+    return RoleState(row[0], flag[1], flag[2], flag[3], flag[4], flag[5], row[6], flag[7], flag[8],
+                     tuple(g for g in (row[9] or "").split(",") if g))
+
+
+def read_roles(names: list[str]) -> dict[str, RoleState]:
+    """Several app roles in one psql call (status flags any that drifted)."""
+    if not names:
+        return {}
+    query = f"SELECT {ROLE_COLUMNS} FROM pg_roles r WHERE r.rolname = ANY (string_to_array(:'names', ','))"
+    return {row[0]: role_from_row(row) for row in psql_rows(query, names=",".join(names), group=APPS_GROUP)}
 
 
 class Postgres:
@@ -130,20 +175,16 @@ class Postgres:
         and connecting costs ~120 ms, a third of a no-change run's budget. Values reach psql as
         variables (:'app' is quoted by psql itself), never spliced into the text.
         """
-        query = """SELECT 'role', r.rolname::text, r.rolcanlogin::text, r.rolsuper::text, r.rolcreatedb::text,
-                  r.rolcreaterole::text,
-                  EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-                          WHERE m.member = r.oid AND g.rolname = :'group')::text,
-                  shobj_description(r.oid, 'pg_authid')
-           FROM pg_roles r WHERE r.rolname = :'app'
+        query = f"""SELECT 'role', {ROLE_COLUMNS} FROM pg_roles r WHERE r.rolname = :'app'
            UNION ALL
            SELECT 'database', d.datname::text, pg_get_userbyid(d.datdba)::text, shobj_description(d.oid, 'pg_database'),
-                  has_database_privilege('public', d.oid, 'CONNECT')::text, d.datcollate::text, NULL, NULL
+                  has_database_privilege('public', d.oid, 'CONNECT')::text, d.datcollate::text, NULL, NULL,
+                  NULL, NULL, NULL
            FROM pg_database d WHERE d.datname = :'app';"""
         role = database = None
         for row in psql_rows(query, app=name, group=APPS_GROUP):
             if row[0] == "role":
-                role = RoleState(row[1], *(v == "true" for v in row[2:7]), row[7])
+                role = role_from_row(row[1:])
             else:
                 database = DatabaseState(row[1], row[2], row[3], row[4] == "true", row[5])
         return role, database
@@ -176,13 +217,35 @@ class Postgres:
 
         self.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    def create_scratch_database(self, name: str) -> None:
+    def create_scratch_database(self, owner: str, locale: str | None) -> None:
+        """SCRATCH_DB, empty, owned by the app's role (so that role can restore into it) and reachable
+        by no other app role (CONNECT revoked from PUBLIC; pg_hba admits app roles only by peer)."""
         from psycopg import sql
 
-        self.drop_database(name)
-        self.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+        from ripdep.resources.database import create_database_sql
+
+        db = sql.Identifier(SCRATCH_DB)
+        self.drop_database(SCRATCH_DB)
+        self.execute(create_database_sql(SCRATCH_DB, owner, locale, template0=True))
+        self.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+        self.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, sql.Identifier(owner)))
+
+    def rename_database(self, old: str, new: str) -> None:
+        from psycopg import sql
+
+        self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (old,))
+        self.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
 
     def drop_role(self, name: str) -> None:
         from psycopg import sql
 
         self.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def locale_known(locale: str) -> bool:
+    """Whether the cluster can create a database with this LOCALE: C/POSIX, or a libc locale initdb
+    imported into pg_collation (what `locale -a` listed when the cluster was created)."""
+    if locale in ("C", "POSIX"):
+        return True
+    return bool(psql_rows("SELECT 1 FROM pg_collation WHERE collprovider = 'c' AND "
+                          "(collcollate = :'loc' OR collname = :'loc') LIMIT 1", loc=locale))

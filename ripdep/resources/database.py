@@ -5,8 +5,8 @@ COMMENT; a role or database without ripdep's marker is never adopted."""
 from __future__ import annotations
 
 from ripdep.context import Context
-from ripdep.errors import Conflict, PreconditionFailed
-from ripdep.host.postgres import APPS_GROUP, DatabaseState, RoleState
+from ripdep.errors import BadInput, Conflict, PreconditionFailed
+from ripdep.host.postgres import APPS_GROUP, DatabaseState, RoleState, locale_known
 from ripdep.resources import Change, Step
 
 
@@ -21,8 +21,10 @@ def diff_role(app: str, current: RoleState | None) -> list[Change]:
     if current.comment != marker(app):
         raise Conflict(f"PostgreSQL role {app!r} exists and was not created by ripdep",
                        hint="pick another app name; ripdep never adopts roles it did not create")
-    if not current.can_login or current.superuser or current.createdb or current.createrole or not current.in_apps_group:
-        return [Change(rid, "fix", f"reset role {app} to LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE in {APPS_GROUP}")]
+    drift = current.drift()
+    if drift:
+        return [Change(rid, "fix", f"reset role {app} to LOGIN in {APPS_GROUP} and nothing more "
+                                   f"(it had: {', '.join(drift)})")]
     return []
 
 
@@ -48,7 +50,7 @@ def diff_database(app: str, current: DatabaseState | None, locale: str | None = 
     return []
 
 
-def _role_sql(app: str, create: bool):
+def _role_sql(app: str, create: bool, other_groups: tuple[str, ...] = ()):
     from psycopg import sql
 
     role = sql.Identifier(app)
@@ -57,6 +59,7 @@ def _role_sql(app: str, create: bool):
     return [
         sql.SQL(f"{verb} ROLE {{}} {attrs}").format(role),
         sql.SQL("GRANT {} TO {}").format(sql.Identifier(APPS_GROUP), role),
+        *(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(g), role) for g in other_groups),
         sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(marker(app))),
     ]
 
@@ -92,9 +95,13 @@ def plan(ctx: Context) -> list[Step]:
         return []
     app, pg = ctx.app, ctx.pg
     role, db = pg.read_app(app)
+    locale = ctx.spec.database_locale
+    if locale and db is None and not locale_known(locale):
+        raise BadInput(f"manifest key 'database_locale': PostgreSQL does not know locale {locale!r}",
+                       hint="pick one of `locale -a` that the cluster imported (SELECT collcollate FROM pg_collation)")
     role_changes = diff_role(app, role)
     for c in role_changes:
-        statements = _role_sql(app, c.action == "create")
+        statements = _role_sql(app, c.action == "create", role.other_groups if role else ())
 
         def run_role(statements=statements):
             # one transaction: the role never exists without its marker
@@ -102,7 +109,6 @@ def plan(ctx: Context) -> list[Step]:
                 for s in statements:
                     pg.execute(s)
         c.run = run_role
-    locale = ctx.spec.database_locale
     db_changes = diff_database(app, db, locale)
     for c in db_changes:
         statements = _database_sql(app, c.action == "create", locale)

@@ -29,7 +29,7 @@ def test_round_trip_backup_destroy_deploy_restore(ct):
     secret = ct.run("cat", "/etc/ripdep/secrets/vault/SECRET_KEY", check=True).stdout
     code, doc = backup_json(ct, "vault")
     assert code == 0, doc
-    b = doc["backup"]
+    b = doc["data"]["backup"]
     assert b["verified"] is True and b["verify_error"] is None
     files = ct.run("find", b["path"], "-mindepth", "1", "-printf", "%P %m\\n", check=True).stdout.split("\n")
     names = {line.split()[0] for line in files if line}
@@ -60,8 +60,8 @@ def test_restore_needs_yes_and_refuses_a_flipped_byte(ct):
     assert code == 0
     ct.get_json("http://127.0.0.1/flip/")
     code, doc = backup_json(ct, "flip")
-    path = doc["backup"]["path"]
-    assert ct.ripdep("restore", "flip", doc["backup"]["name"]).returncode == 2  # no --yes
+    path = doc["data"]["backup"]["path"]
+    assert ct.ripdep("restore", "flip", doc["data"]["backup"]["name"]).returncode == 2  # no --yes
     ct.run("/usr/bin/python3", "-c", f"p='{path}/db.dump'; d=bytearray(open(p,'rb').read()); d[len(d)//2]^=1; "
                                      "open(p,'wb').write(d)", check=True)
     before = ct.get_json("http://127.0.0.1/flip/")["visits"]
@@ -85,13 +85,13 @@ def test_unrestorable_dump_fails_verification_and_does_not_count_for_destroy(ct)
     code, doc = backup_json(ct, "fragile")
     assert code == 11 and doc["errors"][0]["code"] == "backup_invalid"
     assert "does not restore" in doc["errors"][0]["message"]
-    listed = json.loads(ct.ripdep("backup", "list", "fragile", "--json").stdout)["backups"]
+    listed = json.loads(ct.ripdep("backup", "list", "fragile", "--json").stdout)["data"]["backups"]
     assert [b["verified"] for b in listed] == [False]
     before = snapshot(ct)
     proc = ct.ripdep("destroy", "fragile", "--yes")
     assert proc.returncode == 3 and "no verified backup" in proc.stderr
     assert snapshot(ct) == before
-    status = json.loads(ct.ripdep("status", "--json", "fragile").stdout)["apps"][0]
+    status = json.loads(ct.ripdep("status", "--json", "fragile").stdout)["data"]["apps"][0]
     assert status["backup_state"] == "failed" and status["degraded"] is True
 
 
@@ -129,14 +129,14 @@ def test_scheduled_backup_timer_and_a_failing_run_in_status(ct):
     assert code == 0, doc
     assert ct.show("ripdep-backup-timed.timer", "ActiveState") == "active"
     assert ct.show("ripdep-backup-timed.timer", "UnitFileState") == "enabled"
-    status = json.loads(ct.ripdep("status", "--json", "timed").stdout)["apps"][0]
+    status = json.loads(ct.ripdep("status", "--json", "timed").stdout)["data"]["apps"][0]
     assert status["backup_state"] == "stale"  # scheduled, never ran
     ct.run("systemctl", "start", "ripdep-backup-timed.service", check=True)  # what the timer fires
-    status = json.loads(ct.ripdep("status", "--json", "timed").stdout)["apps"][0]
+    status = json.loads(ct.ripdep("status", "--json", "timed").stdout)["data"]["apps"][0]
     assert status["backup_state"] == "ok" and status["backup_last"] and status["degraded"] is False
     for _ in range(2):
         ct.run("systemctl", "start", "ripdep-backup-timed.service", check=True)
-    verified = [b for b in json.loads(ct.ripdep("backup", "list", "timed", "--json").stdout)["backups"] if b["verified"]]
+    verified = [b for b in json.loads(ct.ripdep("backup", "list", "timed", "--json").stdout)["data"]["backups"] if b["verified"]]
     assert len(verified) == 2  # keep = 2
     ct.run("systemctl", "stop", "postgresql.service", check=True)
     try:
@@ -145,7 +145,7 @@ def test_scheduled_backup_timer_and_a_failing_run_in_status(ct):
         assert ct.show("ripdep-backup-timed.service", "Result") == "exit-code"
     finally:
         ct.run("systemctl", "start", "postgresql.service", check=True)
-    status = json.loads(ct.ripdep("status", "--json", "timed").stdout)["apps"][0]
+    status = json.loads(ct.ripdep("status", "--json", "timed").stdout)["data"]["apps"][0]
     assert status["backup_state"] == "failed" and status["degraded"] and "pg_dump" in status["backup_error"]
     human = ct.ripdep("status", "timed").stdout
     assert "FAILED" in human and "last backup failed" in human
@@ -165,9 +165,9 @@ def test_s3_upload_and_listing(ct, moto):
         assert code == 0
         code, doc = backup_json(ct, "offsite", env=AWS)
         assert code == 0, doc
-        assert doc["backup"]["remote"] == f"s3://ripdep-backups/ripdep/offsite/{doc['backup']['name']}/"
-        rows = json.loads(ct.ripdep("backup", "list", "offsite", "--json", env=AWS).stdout)["backups"]
+        assert doc["data"]["backup"]["remote"] == f"s3://ripdep-backups/ripdep/offsite/{doc['data']['backup']['name']}/"
+        rows = json.loads(ct.ripdep("backup", "list", "offsite", "--json", env=AWS).stdout)["data"]["backups"]
         assert rows[-1]["local"] and rows[-1]["verified"] and rows[-1]["remote_verified"] is True
-        assert rows[-1]["remote"] == doc["backup"]["remote"]
+        assert rows[-1]["remote"] == doc["data"]["backup"]["remote"]
     finally:
         ct.write("/etc/ripdep/ripdep.toml", config)

@@ -11,7 +11,7 @@ from conftest import manifest
 STATUS_KEYS = {"app", "desired", "active_state", "sub_state", "main_pid", "uptime_seconds", "restarts",
                "memory_bytes", "memory_max_bytes", "port", "url", "health", "health_status", "health_latency_ms",
                "health_error", "database_bytes", "exposure", "last_change", "backup_state", "backup_last",
-               "backup_age_seconds", "backup_size_bytes", "backup_error", "problem", "degraded"}
+               "backup_age_seconds", "backup_size_bytes", "backup_error", "role_drift", "problem", "degraded"}
 
 
 def status_json(ct, *apps, strict=False):
@@ -45,8 +45,8 @@ def trio(probe_factory, ct):
 
 def test_status_json_tells_the_truth(trio, ct):
     code, doc = status_json(ct, "op-run", "op-stop", "op-crash")
-    assert code == 0 and doc["version"] == 1 and doc["degraded"] is True
-    rows = {r["app"]: r for r in doc["apps"]}
+    assert code == 0 and doc["version"] == 2 and doc["data"]["degraded"] is True
+    rows = {r["app"]: r for r in doc["data"]["apps"]}
     assert all(set(r) == STATUS_KEYS for r in rows.values())
     run, stop, crash = rows["op-run"], rows["op-stop"], rows["op-crash"]
     assert run["desired"] == "running" and run["active_state"] == "active" and run["health"] == "ok"
@@ -79,7 +79,7 @@ def test_status_human_plain_when_not_a_tty(trio, ct):
 
 
 def test_list_shows_only_ripdep_apps(trio, ct):
-    apps = json.loads(ct.ripdep("list", "--json").stdout)["apps"]
+    apps = json.loads(ct.ripdep("list", "--json").stdout)["data"]["apps"]
     assert {"op-run", "op-stop", "op-crash"} <= set(apps)
     assert "postgres" not in apps and "caddy" not in apps
     assert ct.ripdep("list").stdout.split() == apps
@@ -144,7 +144,7 @@ def test_status_over_ssh_without_tty(trio, ct):
     assert "op-run" in plain.stdout
     as_json = ct.run(*ssh, "ripdep status --json op-run")
     assert as_json.returncode == 0
-    assert json.loads(as_json.stdout)["apps"][0]["health"] == "ok"
+    assert json.loads(as_json.stdout)["data"]["apps"][0]["health"] == "ok"
 
 
 def test_status_without_systemd_says_so_in_one_line():

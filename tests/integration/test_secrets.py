@@ -24,7 +24,7 @@ def test_config_set_get_unset(probe_factory, ct):
     assert app.op("env", name="B")["result"] == "two words" and app.op("env", name="C")["result"] == "$x%y"
     text = ct.run("cat", "/etc/ripdep/apps/cfg.toml", check=True).stdout
     assert "# keep this comment" in text and '# and this one' in text
-    assert json.loads(ct.ripdep("config", "get", "cfg", "--json").stdout)["env"] == {"A": "1", "B": "two words", "C": "$x%y"}
+    assert json.loads(ct.ripdep("config", "get", "cfg", "--json").stdout)["data"]["env"] == {"A": "1", "B": "two words", "C": "$x%y"}
     # --no-restart: recorded, not applied until the next deploy
     pid = app.main_pid()
     assert ct.ripdep("config", "set", "cfg", "A=later", "--no-restart").returncode == 0
@@ -46,7 +46,7 @@ def test_secret_set_list_rotate_unset(probe_factory, ct):
     assert set_.returncode == 0, set_.stderr
     assert app.op("env", name="API_KEY")["result"] == TRICKY
     assert 'API_KEY = "stored"' in ct.run("cat", "/etc/ripdep/apps/sec.toml", check=True).stdout
-    rows = {r["name"]: r for r in json.loads(ct.ripdep("secret", "list", "sec", "--json").stdout)["secrets"]}
+    rows = {r["name"]: r for r in json.loads(ct.ripdep("secret", "list", "sec", "--json").stdout)["data"]["secrets"]}
     assert rows["API_KEY"]["source"] == "stored" and rows["GEN"]["source"] == "generate"
     assert all(r["has_value"] and r["last_change"] for r in rows.values())
     old, pid = app.op("env", name="GEN")["result"], app.main_pid()

@@ -201,6 +201,8 @@ def test_pg_hba_block_goes_above_the_first_rule_once():
     assert hostinit.with_hba_block(out) == out
     rules = [l.split() for l in out.splitlines() if l.strip() and not l.startswith("#")]
     assert rules[0] == ["local", "sameuser", "+ripdep_apps", "peer"]
-    assert rules[1] == ["local", "all", "+ripdep_apps", "reject"]
-    assert rules[2][:3] == ["host", "sameuser", "+ripdep_apps"] and rules[3][-1] == "reject"
-    assert rules[4] == ["local", "all", "postgres", "peer"]
+    # the scratch database of backup verification and restore: app roles restore into it themselves
+    assert rules[1] == ["local", "ripdep_scratch", "+ripdep_apps", "peer"]
+    assert rules[2] == ["local", "all", "+ripdep_apps", "reject"]
+    assert rules[3][:3] == ["host", "sameuser", "+ripdep_apps"] and rules[4][-1] == "reject"
+    assert rules[5] == ["local", "all", "postgres", "peer"]
