@@ -8,7 +8,6 @@ env or credentials changed), unless --no-restart leaves it for the next deploy.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from datetime import datetime, timezone
 
@@ -19,7 +18,7 @@ from ripdep.lock import app_lock
 from ripdep.ops import require_app
 from ripdep.paths import PATHS, Paths
 from ripdep.resources import Change, Step
-from ripdep.secret import Secret, generate, read_store, write_secret
+from ripdep.secret import Secret, check_name, generate, read_store, remove_secret, secret_mtime, write_secret
 from ripdep.spec import RESERVED_ENV, load_manifest, parse_manifest
 
 
@@ -129,6 +128,10 @@ def read_secret_value(raw: bytes) -> Secret:
         raise BadInput("no secret on stdin", hint="ripdep secret set APP NAME < file  (or printf %s VALUE | ...)")
     if "\x00" in text:
         raise BadInput("the secret on stdin contains a NUL character, which an environment cannot hold")
+    size = len(text.encode())
+    if size > names.MAX_ENV_VALUE:  # it must fit in the app's environment, where exec limits apply
+        raise BadInput(f"the secret on stdin is {size} bytes, more than the {names.MAX_ENV_VALUE} a secret may hold",
+                       hint="keep large data (certificates, key files) in the app's state dir instead")
     return Secret(text)
 
 
@@ -138,9 +141,10 @@ def _secret_change(app: str, name: str, action: str) -> Change:
 
 def secret_set(app: str, name: str, value: Secret, no_restart: bool, paths: Paths = PATHS,
                progress=lambda s: None) -> engine.RunResult:
+    # every secret NAME from a user is checked first: it becomes a file name in the store
+    check_name(name, "secret set")
     engine.require_root()
     require_app(app, paths)
-    names.check_env_key(name, "secret set")
     with app_lock(app, paths):
         spec = load_manifest(app, paths.manifest(app))
         source = spec.secrets.get(name)
@@ -161,6 +165,7 @@ def secret_set(app: str, name: str, value: Secret, no_restart: bool, paths: Path
 
 def secret_rotate(app: str, name: str, no_restart: bool, paths: Paths = PATHS,
                   progress=lambda s: None) -> engine.RunResult:
+    check_name(name, "secret rotate")
     engine.require_root()
     require_app(app, paths)
     with app_lock(app, paths):
@@ -175,6 +180,7 @@ def secret_rotate(app: str, name: str, no_restart: bool, paths: Paths = PATHS,
 
 def secret_unset(app: str, name: str, no_restart: bool, paths: Paths = PATHS,
                  progress=lambda s: None) -> engine.RunResult:
+    check_name(name, "secret unset")  # before anything: this name was deleted as a path, as root
     engine.require_root()
     require_app(app, paths)
     with app_lock(app, paths):
@@ -185,7 +191,7 @@ def secret_unset(app: str, name: str, no_restart: bool, paths: Paths = PATHS,
                 del doc["secrets"][name]
             edit_manifest(app, paths, mutate)
             changes.append(Change(f"manifest:{app}", "update", f"remove secret {name} from the manifest"))
-        if fs.remove_file(paths.secrets(app) / name):
+        if remove_secret(paths.secrets(app), name):
             changes.append(_secret_change(app, name, "remove"))
         if not changes:
             raise BadInput(f"{name} is not a secret of {app}")
@@ -202,10 +208,9 @@ def secret_list(app: str, paths: Paths = PATHS) -> list[dict]:
     for name in sorted(set(spec.secrets) | stored):
         source = spec.secrets.get(name)
         kind = source.kind if source else "ssm-path" if spec.secrets_from else "undeclared"
-        try:
-            mtime = datetime.fromtimestamp(os.stat(folder / name).st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        except FileNotFoundError:
-            mtime = None
+        mtime = secret_mtime(folder, name)
+        if mtime is not None:
+            mtime = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         rows.append({"name": name, "source": kind, "ssm_name": source.ssm_name if source else None,
                      "has_value": name in stored, "last_change": mtime})
     return rows

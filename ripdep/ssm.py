@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import re
 
+from ripdep import names
 from ripdep.errors import BadInput, PreconditionFailed
 from ripdep.hostconfig import HostConfig
 from ripdep.secret import Secret
-from ripdep.spec import AppSpec
+from ripdep.spec import RESERVED_ENV, AppSpec
 
 
 def env_name(path: str, parameter: str) -> str:
-    rel = parameter[len(path):]
-    name = re.sub(r"[/\-.]", "_", rel).upper()
+    """The variable a parameter below `path` becomes. Whoever can create parameters there chooses
+    it, so it is refused unless it is a plain variable name that ripdep does not set itself."""
+    if not parameter.startswith(path):
+        raise BadInput(f"SSM returned parameter {parameter}, which is not below {path}")
+    name = re.sub(r"[/\-.]", "_", parameter[len(path):]).upper()
     if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
-        raise BadInput(f"SSM parameter {parameter} maps to {name!r}, which is not a valid variable name")
+        raise BadInput(f"SSM parameter {parameter} maps to {name!r}, which is not a valid variable name",
+                       hint="rename the parameter; nothing was changed")
+    if name in RESERVED_ENV:
+        raise BadInput(f"SSM parameter {parameter} maps to {name}, which is set by ripdep and cannot be overridden",
+                       hint="rename the parameter; nothing was changed")
     return name
+
+
+def _value(name: str, value: str) -> Secret:
+    """A parameter's value, held to the rules of any env value (never shown in the message)."""
+    return Secret(names.check_env_value(value, f"SSM parameter {name}"))
 
 
 def _client(host: HostConfig):
@@ -64,7 +77,7 @@ def _get_parameters(client, singles: dict[str, str]) -> dict[str, Secret]:
             raise PreconditionFailed(f"SSM parameter {reply['InvalidParameters'][0]} does not exist",
                                      hint="create it (aws ssm put-parameter) or fix the manifest; nothing was changed")
         by_name = {p["Name"]: p["Value"] for p in reply["Parameters"]}
-        out.update({key: Secret(by_name[name]) for key, name in batch.items()})
+        out.update({key: _value(name, by_name[name]) for key, name in batch.items()})
     return out
 
 
@@ -73,7 +86,11 @@ def _get_path(client, path: str) -> dict[str, Secret]:
     pages = client.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True, WithDecryption=True)
     for page in pages:  # at most 10 per page: always paginate
         for p in page["Parameters"]:
-            out[env_name(path, p["Name"])] = Secret(p["Value"])
+            key = env_name(path, p["Name"])
+            if key in out:  # /a/db-url and /a/db_url: one would silently replace the other
+                raise BadInput(f"SSM path {path} yields {key} twice (from {p['Name']} and another parameter)",
+                               hint="rename one of them; nothing was changed")
+            out[key] = _value(p["Name"], p["Value"])
     if not out:
         raise PreconditionFailed(f"SSM path {path} holds no parameters", hint="nothing was changed")
     return out
