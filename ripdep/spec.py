@@ -68,11 +68,14 @@ MEMORY_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4
 # other services' data and kernel interfaces.
 FORBIDDEN_SOURCES = tuple(Path(p) for p in (
     PATHS.host_config.parent, PATHS.state_root.parent, PATHS.code_root, PATHS.backups_root, PATHS.locks.parent,
-    "/etc", "/root", "/boot", "/proc", "/sys", "/dev", "/run", "/var/lib", "/var/backups", "/var/log",
-    "/var/spool", "/var/mail",
+    "/etc", "/boot", "/proc", "/sys", "/dev", "/run", "/var/lib", "/var/backups", "/var/log", "/var/spool",
+    "/var/mail",
 ))
-# Folders that hold many users' or programs' files at once: refused themselves, fine below.
-FORBIDDEN_SOURCE_ROOTS = tuple(Path(p) for p in ("/home", "/usr", "/opt", "/tmp", "/var/tmp", "/mnt", "/media"))
+# Folders that hold many users' or programs' files at once: refused themselves, fine below. A home
+# folder (/root, /home/NAME) is refused itself, and so is any hidden folder on the way (.ssh, .aws
+# with root's AWS credentials, .gnupg, .config): a checkout such as /root/src/app stays fine.
+FORBIDDEN_SOURCE_ROOTS = tuple(Path(p) for p in ("/root", "/home", "/usr", "/opt", "/tmp", "/var/tmp", "/mnt",
+                                                 "/media"))
 
 
 @dataclass(frozen=True)
@@ -225,9 +228,12 @@ def _source(value: str, base: Path) -> Path:
                 continue
             raise BadInput(f"manifest key 'source': {value!r} ({path}) {problem}, which an app must never "
                            "receive as its code", hint="point source at the folder with the app's own code")
-        if path in FORBIDDEN_SOURCE_ROOTS:
+        if path in FORBIDDEN_SOURCE_ROOTS or path.parent == Path("/home"):
             raise BadInput(f"manifest key 'source': {value!r} ({path}) holds other users' or programs' files",
                            hint="point source at the folder with the app's own code")
+        if any(part.startswith(".") for part in path.parts):
+            raise BadInput(f"manifest key 'source': {value!r} ({path}) is in a hidden folder, where keys and "
+                           "credentials live", hint="point source at the folder with the app's own code")
     return resolved
 
 

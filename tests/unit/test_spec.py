@@ -204,9 +204,10 @@ def test_ip_and_localhost_host_routes_are_refused(host):
 
 @pytest.mark.parametrize("source", [
     "/etc/ripdep", "/etc/ripdep/secrets/other", "/var/lib/ripdep", "/var/lib/ripdep/apps/other", "/srv/ripdep",
-    "/srv/ripdep/other", "/var/backups/ripdep", "/run/ripdep", "/", "/etc", "/etc/ssh", "/root", "/root/app",
-    "/proc", "/proc/1", "/sys", "/dev", "/boot", "/run", "/var/lib/postgresql", "/var", "/srv", "/home", "/usr",
-    "/tmp", "../../../../../../etc", "/srv/src/../../etc/ripdep", "/var/log",
+    "/srv/ripdep/other", "/var/backups/ripdep", "/run/ripdep", "/", "/etc", "/etc/ssh", "/root", "/root/.ssh",
+    "/root/.aws", "/root/.config/app", "/home/deploy", "/home/deploy/.ssh", "/srv/src/.git", "/proc", "/proc/1",
+    "/sys", "/dev", "/boot", "/run", "/var/lib/postgresql", "/var", "/srv", "/home", "/usr", "/tmp",
+    "../../../../../../etc", "/srv/src/../../etc/ripdep", "/var/log",
 ])
 def test_sources_in_ripdeps_or_the_systems_folders_are_refused(source):
     with pytest.raises(BadInput, match="manifest key 'source'"):
@@ -216,6 +217,7 @@ def test_sources_in_ripdeps_or_the_systems_folders_are_refused(source):
 @pytest.mark.parametrize("source, want", [
     (".", "/srv/src/hello"), ("/srv/src/hello", "/srv/src/hello"), ("/home/deploy/app", "/home/deploy/app"),
     ("/opt/shop", "/opt/shop"), ("/srv/ripdep-src/app", "/srv/ripdep-src/app"), ("/tmp/build/app", "/tmp/build/app"),
+    ("/root/ripdep/examples/hello", "/root/ripdep/examples/hello"),  # a checkout in root's home
 ])
 def test_ordinary_sources_pass(source, want):
     assert parse(source=source).source == Path(want)
