@@ -106,7 +106,7 @@ def start(app: str, paths: Paths = PATHS) -> RunResult:
             changes.append(Change(rid, "enable", f"enable {unit}"))
         state = ctx.bus.read_unit(unit)
         if not service.is_active(state):
-            service.start_or_restart(unit, "start", state)
+            service.start_or_restart(paths, app, "start")
             changes.append(Change(rid, "start", f"start {unit}"))
         result.steps = [Step(rid, changes, "" if changes else f"{unit} is already enabled and running")]
         _wait_healthy(ctx, result)
@@ -116,7 +116,7 @@ def start(app: str, paths: Paths = PATHS) -> RunResult:
 def restart(app: str, paths: Paths = PATHS) -> RunResult:
     def body(ctx: Context, result: RunResult) -> None:
         rid, unit = f"service:{ctx.unit_name}", ctx.unit_name
-        service.start_or_restart(unit, "restart", ctx.bus.read_unit(unit))
+        service.start_or_restart(paths, app, "restart")
         result.steps = [Step(rid, [Change(rid, "restart", f"restart {unit}")])]
         _wait_healthy(ctx, result)
     return _operate(app, paths, body)

@@ -15,7 +15,8 @@ from ripdep.paths import PATHS, Paths
 from ripdep.spec import AppSpec
 
 TEMPLATE_FILES = ("units/app.service.j2", "units/backup.service.j2", "units/backup.timer.j2",
-                  "caddy/path.caddy.j2", "caddy/host.caddy.j2")
+                  "units/proxy.socket.j2", "units/proxy.service.j2", "caddy/path.caddy.j2", "caddy/host.caddy.j2")
+SOCKET_PROXYD = "/lib/systemd/systemd-socket-proxyd"
 MARKER = "# managed by ripdep: app {app}"  # first line of every file ripdep writes for an app
 
 
@@ -135,16 +136,28 @@ def render_unit(spec: AppSpec, paths: Paths = PATHS, credentials: tuple[str, ...
         limits=spec.limits,
         credentials=sorted(credentials),
         secrets_dir=str(paths.secrets(spec.name)),
+        proxy_socket=paths.proxy_socket_name(spec.name),
+        egress=list(spec.egress),
     )
 
 
-def render_snippet(spec: AppSpec, port: int) -> str:
+def render_proxy_units(spec: AppSpec, port: int, paths: Paths = PATHS) -> dict[str, str]:
+    """unit name -> text of the socket Caddy connects to and the proxy it activates."""
+    context = dict(marker=MARKER.format(app=spec.name), app=spec.name, user=spec.user,
+                   app_unit=paths.unit_name(spec.name), proxy_unit=paths.proxy_service_name(spec.name),
+                   socket_path=str(paths.proxy_socket(spec.name)), proxyd=SOCKET_PROXYD, port=port,
+                   private_network=not spec.egress)
+    return {paths.proxy_socket_name(spec.name): render_template("units/proxy.socket.j2", **context),
+            paths.proxy_service_name(spec.name): render_template("units/proxy.service.j2", **context)}
+
+
+def render_snippet(spec: AppSpec, paths: Paths = PATHS) -> str:
     template = "caddy/host.caddy.j2" if spec.route.host else "caddy/path.caddy.j2"
     return render_template(
         template,
         marker=MARKER.format(app=spec.name),
         app=spec.name,
-        port=port,
+        socket_path=str(paths.proxy_socket(spec.name)),
         path=spec.route.path,
         mount=spec.mount_path,
         host=spec.route.host,

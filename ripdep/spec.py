@@ -28,7 +28,7 @@ DELIVERIES = ("env", "credentials")
 RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY"})
 
 TOP_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "route", "env", "secrets",
-            "secrets_from", "delivery", "limits", "backup"}
+            "secrets_from", "delivery", "limits", "backup", "network"}
 LOCALE = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
 BACKUP_KEYS = {"schedule", "keep"}
 # an OnCalendar= expression: letters, digits and the punctuation calendar specs use; checked again
@@ -36,6 +36,7 @@ BACKUP_KEYS = {"schedule", "keep"}
 CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ -]{1,100}")
 ROUTE_KEYS = {"path", "host", "tls"}
 LIMIT_KEYS = {"memory", "cpu", "tasks"}
+NETWORK_KEYS = {"egress"}
 
 # systemd reads these characters at the start of ExecStart= as prefixes, in any combination:
 # "+" runs the command as root outside the sandbox, "!"/"!!" without the user switch, "@" replaces
@@ -123,6 +124,8 @@ class AppSpec:
     delivery: str = "env"  # how secrets reach the app: the env file, or systemd credentials
     limits: Limits = field(default_factory=Limits)
     backup: Backup = field(default_factory=Backup)
+    # network.egress: addresses the app may reach; empty = its own network namespace, no egress
+    egress: tuple[str, ...] = ()
 
     @property
     def user(self) -> str:
@@ -148,11 +151,12 @@ class AppSpec:
             return f"{'https' if self.route.tls else 'http'}://{self.route.host}/"
         return f"http://127.0.0.1{self.route.path}"
 
-    def health_target(self, port: int) -> tuple[int, str, str | None]:
-        """(port, path, Host header) of the health check: through Caddy on :80, or, for a TLS host
-        route (no certificate can be assumed on the VM itself), on the app's own port."""
+    def health_target(self, socket: str) -> tuple[int | str, str, str | None]:
+        """(port or unix socket, path, Host header) of the health check: through Caddy on :80, or,
+        for a TLS host route (no certificate can be assumed on the VM itself), on the app's own
+        proxy socket (its port is inside its own network namespace)."""
         if self.route.host and self.route.tls:
-            return port, self.health, None
+            return socket, self.health, None
         return 80, self.mount_path + self.health, self.route.host
 
 
@@ -253,6 +257,26 @@ def _route(table: dict, app: str) -> Route:
     if path == "/" or not path.endswith("/"):
         raise BadInput(f"manifest key 'route.path': {path!r} must be a sub-path ending in '/', e.g. /{app}/")
     return Route(path, None)
+
+
+def _network(table: dict) -> tuple[str, ...]:
+    """[network] egress = ["192.0.2.10", "2001:db8::/64"]: normalised networks for IPAddressAllow=."""
+    import ipaddress
+
+    _unknown(table, NETWORK_KEYS, "network.")
+    egress = _get(table, "egress", list, "a list of IP addresses or networks", "network.") or []
+    out = []
+    for value in egress:
+        if not isinstance(value, str):  # ip_network() takes integers (and so booleans) as addresses
+            raise _type_error("network.egress", "a list of strings such as \"192.0.2.10\"", value)
+        try:
+            out.append(ipaddress.ip_network(value, strict=False).with_prefixlen)
+        except (TypeError, ValueError):
+            raise BadInput(f"manifest key 'network.egress': {value!r} is not an IP address or network "
+                           "like 192.0.2.10 or 2001:db8::/64 (host names are resolved by no one here)") from None
+    if "egress" in table and not out:
+        raise BadInput("manifest key 'network.egress' is empty: leave it out for no egress at all")
+    return tuple(dict.fromkeys(out))
 
 
 def _limits(table: dict) -> Limits:
@@ -374,6 +398,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         delivery=delivery,
         limits=_limits(_get(data, "limits", dict, "a table") or {}),
         backup=_backup(_get(data, "backup", dict, "a table") or {}),
+        egress=_network(_get(data, "network", dict, "a table") or {}),
     )
 
 

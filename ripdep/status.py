@@ -12,6 +12,7 @@ from ripdep.host import http, systemd
 from ripdep.host.postgres import RoleState, psql_rows, read_roles
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
+from ripdep.resources import port
 from ripdep.resources.database import marker
 from ripdep.spec import load_manifest
 from ripdep.state import read_state
@@ -79,7 +80,8 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
         row.url = spec.url
         _backup_columns(row, spec, host, paths)
         if row.desired == "running" and row.port:
-            targets[app] = (row.url, *spec.health_target(row.port))
+            targets[app] = (row.url, *spec.health_target(str(paths.proxy_socket(app))),
+                            row.port if spec.egress else None, app)
     with ThreadPoolExecutor(max_workers=min(32, len(targets) + 1)) as pool:
         sizes = pool.submit(_database_sizes, [r.app for r in rows])
         probes = {app: pool.submit(_probe, *target) for app, target in targets.items()}
@@ -121,8 +123,11 @@ def _read_units(rows: list[AppStatus], paths: Paths) -> None:
         bus.close()
 
 
-def _probe(url: str, port: int, path: str, host: str | None) -> http.Probe:
-    return http.probe(url, port, path, host, 0)  # one attempt, no retries
+def _probe(url: str, target: int | str, path: str, host: str | None, egress_port: int | None, app: str) -> http.Probe:
+    probe = http.probe(url, target, path, host, 0)  # one attempt, no retries
+    if probe.ok and egress_port:
+        port.check_answerer(probe, egress_port, app)
+    return probe
 
 
 def _set_health(row: AppStatus, probe: http.Probe) -> None:

@@ -27,11 +27,26 @@ class Probe:
                 "attempts": self.attempts, "seconds": round(self.seconds, 3), "latency_ms": round(self.latency_ms, 1)}
 
 
-def get(port: int, path: str, host_header: str | None, timeout: float) -> tuple[int, bytes]:
-    """GET path from 127.0.0.1:port; returns (status, body). Raises OSError or ValueError."""
+def connect(target: int | str, timeout: float) -> socket.socket:
+    """127.0.0.1:target for a port, or the unix socket at target for a path (an app's proxy socket)."""
+    if isinstance(target, int):
+        return socket.create_connection(("127.0.0.1", target), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def get(target: int | str, path: str, host_header: str | None, timeout: float) -> tuple[int, bytes]:
+    """GET path from 127.0.0.1:target (a port) or a unix socket (a path); returns (status, body).
+    Raises OSError or ValueError."""
     request = (f"GET {path} HTTP/1.0\r\nHost: {host_header or '127.0.0.1'}\r\n"
                f"User-Agent: ripdep-health\r\nConnection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with connect(target, timeout) as sock:
         sock.sendall(request)
         chunks = []
         while sum(map(len, chunks)) < 65536:
@@ -47,7 +62,7 @@ def get(port: int, path: str, host_header: str | None, timeout: float) -> tuple[
     return int(status_line[1]), body
 
 
-def probe(url: str, port: int, path: str, host_header: str | None, deadline_s: float,
+def probe(url: str, port: int | str, path: str, host_header: str | None, deadline_s: float,
           gave_up=lambda: None) -> Probe:
     """GET until a 2xx/3xx answer or the deadline; 5xx (Caddy's 502 while the app starts) retries.
     `gave_up()` returning a reason (e.g. "the unit failed") ends the wait early."""

@@ -64,13 +64,35 @@ def disable(paths: Paths, app: str) -> None:
     fs.remove_file(wants_link(paths, app))
 
 
-def start_or_restart(unit: str, action: str, state: systemd.UnitState | None) -> None:
-    if state is not None and state.active_state == "failed":
-        systemd.systemctl("reset-failed", unit)  # Restart= gave up earlier: clear its start limit
-    systemd.systemctl(action, unit)
+def start_or_restart(paths: Paths, app: str, action: str) -> None:
+    # Restart= may have given up earlier (failed), or a burst of quick changes may have used up
+    # StartLimitBurst: a start ripdep asks for is deliberate, so the app and its socket always get a
+    # fresh start limit ("not loaded", on a first start, is fine)
+    systemd.run_systemctl_quiet("reset-failed", paths.unit_name(app), paths.proxy_socket_name(app))
+    systemd.systemctl(action, paths.unit_name(app))
 
 
-def plan(ctx: Context, unit_file_changes: bool) -> Step:
+def restart_proxy(paths: Paths, app: str) -> None:
+    """A new socket or proxy unit file, or a socket that is not listening, while the app runs on:
+    the proxy goes (the socket starts the new one at the next connection) and the socket restarts."""
+    socket, proxy = paths.proxy_socket_name(app), paths.proxy_service_name(app)
+    systemd.run_systemctl_quiet("reset-failed", socket, proxy)
+    systemd.systemctl("stop", proxy, socket)
+    systemd.systemctl("start", socket)
+
+
+def plan_proxy(ctx: Context, changes: list[Change], proxy_changed: bool) -> None:
+    """The socket starts and restarts with the app (PartOf=); only when the app itself is left
+    alone does it need a start or restart of its own."""
+    if ctx.state.desired != "running" or any(c.action in ("start", "restart") for c in changes):
+        return
+    socket = ctx.paths.proxy_socket_name(ctx.app)
+    if proxy_changed or ctx.bus.read_unit(socket, with_file_state=False).active_state != "active":
+        changes.append(Change(f"service:{socket}", "restart", f"restart {socket} (Caddy's way into the app)",
+                              run=lambda: restart_proxy(ctx.paths, ctx.app)))
+
+
+def plan(ctx: Context, unit_file_changes: bool, proxy_changed: bool = False) -> Step:
     unit, paths, app = ctx.unit_name, ctx.paths, ctx.app
     state = ctx.bus.read_unit(unit)
     new_hash = started_hash(ctx)
@@ -85,9 +107,10 @@ def plan(ctx: Context, unit_file_changes: bool) -> Step:
             c.run = systemd.daemon_reload
         else:
             def run(action=c.action):
-                start_or_restart(unit, action, state)
+                start_or_restart(paths, app, action)
                 ctx.record(started_hash=new_hash)
             c.run = run
+    plan_proxy(ctx, changes, proxy_changed)
     if ctx.state.desired != "running":
         note = f"{unit} stays stopped (ripdep stop was recorded; ripdep start runs it)"
     elif changes:

@@ -90,8 +90,12 @@ def test_unit_passes_verify_and_scores_within_gate(ct):
 def test_listener_is_on_loopback_only(ct):
     port = json.loads(ct.ripdep("deploy", "hello", "--json").stdout)["port"]
     pid = ct.show("ripdep-hello.service", "MainPID")
-    listeners = [l for l in ct.run("ss", "-Hltnp").stdout.splitlines() if f"pid={pid}," in l]
+    # inside its own network namespace, on its loopback only ...
+    inside = ct.run("nsenter", "-t", pid, "-n", "ss", "-Hltnp", check=True).stdout.splitlines()
+    listeners = [l for l in inside if f"pid={pid}," in l]
     assert listeners and all(l.split()[3] == f"127.0.0.1:{port}" for l in listeners)
+    # ... and nothing of it in the host's
+    assert not [l for l in ct.run("ss", "-Hltnp").stdout.splitlines() if f"pid={pid}," in l or f":{port} " in l]
 
 
 def test_check_changes_no_file(ct):

@@ -41,10 +41,17 @@ def test_no_connection_beyond_loopback(probe, ct):
     ct.sh("for i in $(seq 50); do ss -Hltn | grep -q 192.0.2.10:8099 && exit 0; sleep 0.1; done; exit 1", check=True)
     assert probe.control("connect", host="192.0.2.10", port="8099")["ok"]
     inside = probe.op("connect", host="192.0.2.10", port="8099")
-    # IPAddressDeny= drops the packets: the connection times out
-    assert not inside["ok"] and ("timed out" in inside["error"] or "not permitted" in inside["error"])
-    # loopback itself stays open (its own port through Caddy works, and PostgreSQL on 127.0.0.1)
-    assert probe.op("connect", host="127.0.0.1", port="5432")["ok"]
+    # its own network namespace has no route anywhere
+    assert not inside["ok"] and "unreachable" in inside["error"], inside
+    # with network.egress it shares the host's network: IPAddressDeny= drops what is not allowed
+    from conftest import App, manifest
+
+    out = App(ct, "egress-probe")
+    assert out.deploy(manifest(raw='[network]\negress = ["192.0.2.20"]\n'))[0] == 0
+    denied = out.op("connect", host="192.0.2.10", port="8099")
+    assert not denied["ok"] and ("timed out" in denied["error"] or "not permitted" in denied["error"]), denied
+    # the host's loopback stays open to it (PostgreSQL on 127.0.0.1)
+    assert out.op("connect", host="127.0.0.1", port="5432")["ok"]
 
 
 def test_memory_max_kills_an_allocation_over_the_limit(probe, ct):

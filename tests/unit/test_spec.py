@@ -104,13 +104,13 @@ def test_example_manifest_is_valid():
 def test_url_and_health_target_per_route_kind():
     path = parse(health="/healthz")
     assert path.url == "http://127.0.0.1/hello/"
-    assert path.health_target(20001) == (80, "/hello/healthz", None)
+    assert path.health_target("/run/ripdep/hello.sock") == (80, "/hello/healthz", None)
     host = parse(health="/up", route={"host": "shop.example.com"})
     assert host.url == "http://shop.example.com/"
-    assert host.health_target(20001) == (80, "/up", "shop.example.com")
+    assert host.health_target("/run/ripdep/hello.sock") == (80, "/up", "shop.example.com")
     tls = parse(route={"host": "shop.example.com", "tls": True})
     assert tls.url == "https://shop.example.com/"
-    assert tls.health_target(20001) == (20001, "/", None)
+    assert tls.health_target("/run/ripdep/hello.sock") == ("/run/ripdep/hello.sock", "/", None)
 
 
 # --- hostile values (issue 8) -------------------------------------------------------------------
