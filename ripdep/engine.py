@@ -18,7 +18,8 @@ from ripdep.host import http, systemd
 from ripdep.hostconfig import load_host_config
 from ripdep.lock import app_lock
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import Step, code, database, envfile, manifest, port, route, schedule, service, unit, user
+from ripdep.resources import (Step, code, database, envfile, manifest, port, proxy, route, schedule, service, unit,
+                              user)
 from ripdep.spec import AppSpec, load_manifest
 from ripdep.state import AppState, read_state
 
@@ -59,22 +60,36 @@ def load_spec(app: str, manifest_file: Path | None, paths: Paths) -> AppSpec:
     return load_manifest(app, installed)
 
 
+def require_services(ctx: Context) -> None:
+    """Caddy (and PostgreSQL for an app with a database) must be running before anything changes:
+    otherwise the deploy would apply everything and then fail its health check (exit 4)."""
+    needed = ["caddy.service"] + (["postgresql.service"] if ctx.spec.database else [])
+    for name in needed:
+        state = ctx.bus.read_unit(name, with_file_state=False)
+        if state.active_state != "active":
+            raise PreconditionFailed(f"{name} is {state.active_state}, not running; nothing was changed",
+                                     hint=f"systemctl start {name}")
+
+
 def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
-    """Every resource, in apply order. Reads the host; validates candidates; changes nothing
-    (except recording the app's route claim and a newly allocated port in its state, under the
-    host lock, outside --check)."""
-    steps = [manifest.plan(ctx.app, manifest_file, ctx.paths)]
-    # secrets first: an SSM fetch that fails must stop the run before anything is recorded
+    """Every resource, in apply order. Reads the host, validates candidates, changes nothing: the
+    route claim and a new port are chosen here but recorded only when applied (re-checked then,
+    under the host lock), so a refused deploy leaves no trace."""
+    # the claim first: a taken route refuses the deploy before the secrets are resolved
+    steps = [route.claim(ctx), manifest.plan(ctx.app, manifest_file, ctx.paths)]
+    # secrets next: an SSM fetch that fails must stop the run before anything is recorded
     steps.append(envfile.plan_secrets(ctx))
     steps.append(user.plan(ctx))
     steps += database.plan(ctx)
-    route.claim(ctx)
     steps.append(port.plan(ctx))
     steps.append(envfile.plan(ctx))
     steps.append(code.plan(ctx))
+    proxy_step = proxy.plan(ctx)
+    steps.append(proxy_step)
     unit_step = unit.plan(ctx)
     steps.append(unit_step)
-    steps.append(service.plan(ctx, unit_file_changes=unit_step.changed))
+    steps.append(service.plan(ctx, unit_file_changes=unit_step.changed or proxy_step.changed,
+                              proxy_changed=proxy_step.changed))
     steps.append(route.plan(ctx))
     steps.append(schedule.plan(ctx))
     return steps
@@ -100,10 +115,16 @@ def apply_all(steps: list[Step], progress) -> None:
 def health_check(ctx: Context, deadline: float) -> http.Probe:
     def gave_up() -> str | None:
         # Restart= gives up after StartLimitBurst crashes: no point waiting for the deadline then
-        state = ctx.bus.read_unit(ctx.unit_name)
-        return f"{ctx.unit_name} is {state.active_state}" if state.active_state in ("failed", "inactive") else None
+        for name in (ctx.unit_name, ctx.paths.proxy_socket_name(ctx.app)):
+            state = ctx.bus.read_unit(name, with_file_state=False)
+            if state.active_state in ("failed", "inactive"):
+                return f"{name} is {state.active_state}"
+        return None
 
-    return http.probe(ctx.url, *ctx.spec.health_target(ctx.port), deadline, gave_up)
+    probe = http.probe(ctx.url, *ctx.spec.health_target(str(ctx.paths.proxy_socket(ctx.app))), deadline, gave_up)
+    if probe.ok and ctx.spec.egress:
+        port.check_answerer(probe, ctx.port, ctx.app)
+    return probe
 
 
 def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, paths: Paths = PATHS,
@@ -119,6 +140,7 @@ def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, 
         state = read_state(app, paths) or AppState(app)
         ctx = Context(spec, host, state, check=check, paths=paths)
         try:
+            require_services(ctx)
             result = RunResult(app, check)
             result.steps = plan_all(ctx, manifest_file)
             result.url, result.port = ctx.url, ctx.port
@@ -153,7 +175,7 @@ def confirm_converged(ctx: Context) -> None:
 
 
 def health_failure(ctx: Context, probe: http.Probe) -> HealthCheckFailed:
-    what = f"HTTP {probe.status}" if probe.status else probe.error
+    what = probe.error or f"HTTP {probe.status}"
     details = [f"check: GET {probe.url.rstrip('/')}{ctx.spec.health} through Caddy -> {what}",
                f"timing: {probe.attempts} attempt(s) over {probe.seconds:.2f}s, last took {probe.latency_ms:.0f} ms"]
     try:

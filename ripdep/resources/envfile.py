@@ -77,8 +77,17 @@ def plan(ctx: Context) -> Step:
     keys = set(secrets)
     want = DesiredFile(ctx.paths.env_file(ctx.app), text.encode(), 0o600,
                        marker=render.MARKER.format(app=ctx.app), masked=render.mask_env_file(text, keys).encode())
-    changes = plan_file(f"env:{ctx.app}", want,
-                        current_masked=lambda cur: render.mask_env_file(cur.content.decode(), keys).encode())
+    # In the live file, anything that is not a plain variable of the new manifest may be a secret:
+    # one removed from the manifest, or every one when delivery switches to credentials.
+    def current_masked(cur) -> bytes:  # only called when the file differs: the store is read then
+        plain = set(env) - set(ctx.secrets) - set(read_store(ctx.paths.secrets(ctx.app)))
+        text = cur.content.decode(errors="replace")
+        try:
+            live = render.parse_env_file(text)
+        except (ValueError, IndexError):
+            live = {}
+        return render.mask_env_file(text, set(live) - plain).encode()
+    changes = plan_file(f"env:{ctx.app}", want, current_masked=current_masked)
     for c in changes:
         write = c.run
         c.run = lambda write=write: (fs.ensure_dir(ctx.paths.env_root, mode=0o700), write())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ripdep import render
+from ripdep import names, render
 from ripdep.context import Context
 from ripdep.errors import Conflict, RipdepError
 from ripdep.host import caddy, fs
@@ -17,7 +17,7 @@ from ripdep.state import all_states
 
 def desired_snippets(ctx: Context) -> dict:
     """path -> wanted bytes (None = must not exist), for both kinds of route."""
-    text = render.render_snippet(ctx.spec, ctx.port).encode()
+    text = render.render_snippet(ctx.spec, ctx.paths).encode()
     host = ctx.spec.route.host is not None
     return {
         ctx.paths.path_snippet(ctx.app): None if host else text,
@@ -29,18 +29,29 @@ def route_key(ctx: Context) -> str:
     return f"host:{ctx.spec.route.host}" if ctx.spec.route.host else ctx.spec.route.path
 
 
-def claim(ctx: Context) -> None:
+def _refuse_taken(ctx: Context, key: str) -> None:
+    owner = next((s.app for s in all_states(ctx.paths) if s.app != ctx.app and s.route == key), None)
+    if owner:
+        raise Conflict(f"route {key.removeprefix('host:')} is already claimed by app {owner}",
+                       hint="give this app another route.path or route.host in its manifest")
+
+
+def claim(ctx: Context) -> Step:
     """Refuse a path or host another app already claims (Caddy would silently shadow a duplicate
-    path); record the claim under the host lock so two parallel deploys cannot both take it."""
-    key = route_key(ctx)
-    with host_lock(ctx.paths):
-        owner = next((s.app for s in all_states(ctx.paths) if s.app != ctx.app and s.route == key), None)
-        if owner:
-            what = key.removeprefix("host:")
-            raise Conflict(f"route {what} is already claimed by app {owner}",
-                           hint="give this app another route.path or route.host in its manifest")
-        if ctx.state.route != key:
+    path). The claim is recorded only when applied, checked again under the host lock then, so two
+    parallel deploys cannot both take it and a refused deploy leaves no claim behind."""
+    rid, key = f"claim:{ctx.app}", route_key(ctx)
+    if ctx.spec.route.host:
+        names.check_host_not_site(ctx.spec.route.host, ctx.host.caddy_path_site)
+    _refuse_taken(ctx, key)
+    if ctx.state.route == key:
+        return Step(rid, [], key.removeprefix("host:"))
+
+    def record() -> None:
+        with host_lock(ctx.paths):
+            _refuse_taken(ctx, key)
             ctx.record(route=key)
+    return Step(rid, [Change(rid, "claim", f"claim route {key.removeprefix('host:')}", run=record)])
 
 
 def plan(ctx: Context) -> Step:

@@ -15,8 +15,24 @@ from ripdep.resources.file import DesiredFile, plan_file
 MAX_EXPOSURE = {"strict": 1.5, "jit": 1.5}
 
 
+EXEC_PREFIXES = "+!@-:"
+
+
+def check_exec_lines(name: str, text: str) -> None:
+    """The effective command lines: systemd reads `+ ! @ - :` at the start of an Exec*= value as
+    prefixes (`+` runs it as root outside the sandbox). The manifest refuses them; this gate makes
+    sure no rendering ever lets one through, whatever the score says."""
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("Exec") and value.lstrip('"')[:1] in tuple(EXEC_PREFIXES):
+            raise ValidationFailed(f"unit {name}: {key}= would start with a systemd prefix; the live unit was kept",
+                                   hint="the program in 'start' must not begin with + ! @ - :")
+
+
 def validate_unit(name: str, text: str, profile: str) -> float:
-    """systemd-analyze verify (any stderr fails) and the exposure gate; returns the score."""
+    """The command-line gate, systemd-analyze verify (any stderr fails) and the exposure gate;
+    returns the score."""
+    check_exec_lines(name, text)
     with tempfile.TemporaryDirectory(prefix="ripdep-verify.") as tmp:
         path = Path(tmp) / name
         path.write_text(text)

@@ -128,3 +128,20 @@ def test_credentials_delivery(probe_factory, ct):
     assert ct.ripdep("secret", "rotate", "credy", "TOKEN").returncode == 0
     new = ct.run("cat", "/etc/ripdep/secrets/credy/TOKEN", check=True).stdout
     assert new != value and app.op("read", path=f"{creds}/TOKEN")["result"] == new
+
+
+def test_diff_never_shows_a_removed_secret_nor_secrets_moving_to_credentials(ct):
+    app = App(ct, "difflet")
+    code, doc = app.deploy(manifest(raw='[env]\nPLAIN = "shown"\n[secrets]\nGONE = "generate"\nKEPT = "generate"\n'))
+    assert code == 0, doc
+    values = [ct.run("cat", f"/etc/ripdep/secrets/difflet/{k}", check=True).stdout for k in ("GONE", "KEPT")]
+    assert all(len(v) > 20 for v in values)
+    for text in (manifest(raw='[env]\nPLAIN = "changed"\n[secrets]\nKEPT = "generate"\n'),  # a secret removed
+                 manifest(raw='delivery = "credentials"\n[env]\nPLAIN = "changed"\n'
+                              '[secrets]\nGONE = "generate"\nKEPT = "generate"\n')):  # env -> credentials
+        app.ct.write(app.manifest_path, text)
+        for extra in (("--json",), ()):
+            proc = ct.ripdep("deploy", "difflet", "--manifest", app.manifest_path, "--check", "--diff", *extra)
+            out = proc.stdout + proc.stderr
+            assert proc.returncode == 0 and "PLAIN" in out, out  # positive control: the diff is there
+            assert not any(v in out for v in values), out

@@ -85,19 +85,48 @@ def test_env_file_masks_secrets():
     assert "hunter2" not in masked and "visible" in masked and "S=********" in masked
 
 
-def test_path_snippet():
-    text = render.render_snippet(spec(), 20001)
+def test_path_snippet_proxies_to_the_apps_socket_never_a_port():
+    text = render.render_snippet(spec())
     assert text.startswith("# managed by ripdep: app hello\n")
     assert "redir /hello /hello/ 308" in text
     assert "handle_path /hello/* {" in text
-    assert "reverse_proxy 127.0.0.1:20001" in text
+    assert "reverse_proxy unix//run/ripdep/hello.sock" in text
+    assert "127.0.0.1" not in text
     assert text.count("{") == text.count("}")
 
 
 def test_host_snippet_plain_http_unless_tls():
-    assert "http://shop.example.com {" in render.render_snippet(spec(route={"host": "shop.example.com"}), 20001)
-    tls = render.render_snippet(spec(route={"host": "shop.example.com", "tls": True}), 20001)
+    assert "http://shop.example.com {" in render.render_snippet(spec(route={"host": "shop.example.com"}))
+    tls = render.render_snippet(spec(route={"host": "shop.example.com", "tls": True}))
     assert "\nshop.example.com {" in tls
+
+
+def test_app_gets_its_own_network_namespace_and_wants_its_socket():
+    d = directives(render.render_unit(spec()))
+    assert d["PrivateNetwork"] == ["yes"] and d["IPAddressAllow"] == ["localhost"]
+    assert d["Wants"] == ["ripdep-hello.proxy.socket"]
+
+
+def test_egress_apps_share_the_hosts_network_with_their_allow_list_only():
+    d = directives(render.render_unit(spec(network={"egress": ["192.0.2.10", "2001:db8::/64"]})))
+    assert "PrivateNetwork" not in d
+    assert d["IPAddressDeny"] == ["any"] and d["IPAddressAllow"] == ["localhost 192.0.2.10/32 2001:db8::/64"]
+
+
+def test_proxy_units_join_the_apps_namespace_and_only_caddy_reaches_the_socket():
+    units = render.render_proxy_units(spec(), 20001)
+    sock = directives(units["ripdep-hello.proxy.socket"])
+    assert sock["ListenStream"] == ["/run/ripdep/hello.sock"] and sock["SocketMode"] == ["0660"]
+    assert sock["SocketUser"] == ["root"] and sock["SocketGroup"] == ["caddy"]
+    assert sock["PartOf"] == ["ripdep-hello.service"]
+    svc = directives(units["ripdep-hello.proxy.service"])
+    assert svc["JoinsNamespaceOf"] == ["ripdep-hello.service"] and svc["PrivateNetwork"] == ["yes"]
+    assert svc["Requisite"] == ["ripdep-hello.service"]  # a request never starts a stopped app
+    assert svc["ExecStart"] == ["/lib/systemd/systemd-socket-proxyd 127.0.0.1:20001"]
+    assert svc["User"] == ["hello"]
+    egress = directives(render.render_proxy_units(spec(network={"egress": ["192.0.2.10"]}), 20001)
+                        ["ripdep-hello.proxy.service"])
+    assert "JoinsNamespaceOf" not in egress and "PrivateNetwork" not in egress
 
 
 def test_app_environment():
@@ -122,3 +151,14 @@ def test_undefined_template_variable_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("RIPDEP_TEMPLATES", str(tmp_path))
     with pytest.raises(ValidationFailed, match="no_such_value"):
         render.render_unit(spec())
+
+
+@pytest.mark.parametrize("line", ['ExecStart="+/usr/bin/python3" "app.py"', "ExecStart=+/bin/sh",
+                                  'ExecStart="!!/bin/sh"', "ExecStartPre=-/bin/true", 'ExecStart=":x"',
+                                  'ExecStart="@/bin/sh" "sh"'])
+def test_the_exec_gate_refuses_a_prefixed_command_line_whatever_rendered_it(line):
+    from ripdep.resources.unit import check_exec_lines
+
+    check_exec_lines("x.service", 'ExecStart="/usr/bin/python3" "app.py"\n')  # control: accepted
+    with pytest.raises(ValidationFailed, match="systemd prefix"):
+        check_exec_lines("x.service", f"[Service]\n{line}\n")
