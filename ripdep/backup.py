@@ -296,9 +296,10 @@ def _fill(spec: AppSpec, tmp: Path, name: str, paths: Paths, progress) -> None:
     shutil.copyfile(paths.manifest(app), tmp / "manifest.toml")
     os.chmod(tmp / "manifest.toml", 0o600)
     os.mkdir(tmp / "secrets", 0o700)
-    for secret in sorted(paths.secrets(app).glob("*")) if paths.secrets(app).is_dir() else []:
-        if not secret.name.startswith("."):
-            fs.write_file(tmp / "secrets" / secret.name, secret.read_bytes(), mode=0o600)
+    from ripdep.secret import read_store  # through the store's own checks: names, no links
+
+    for key, value in read_store(paths.secrets(app)).items():
+        fs.write_file(tmp / "secrets" / key, value.reveal().encode(), mode=0o600)
     for rel in _files(tmp):
         sizes[str(rel)] = (tmp / rel).stat().st_size
     import tomli_w

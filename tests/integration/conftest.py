@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CT = ROOT / "tests" / "ct.sh"
 PROBE_SRC = ROOT / "tests" / "fixtures" / "probe"
 TEST_VENV = Path(os.environ.get("RIPDEP_TEST_VENV", "/opt/ripdep-test"))
+# the ripdep under test: install.sh's RIPDEP_PREFIX, so that two checkouts can each test their own
+PREFIX = Path(os.environ.get("RIPDEP_PREFIX", "/opt/ripdep"))
 
 
 def pytest_collection_modifyitems(items):
@@ -29,13 +31,15 @@ def pytest_collection_modifyitems(items):
 class Container:
     def __init__(self, name: str):
         self.env = {"CT_NAME": name, "CT_STATE": f"/var/tmp/{name}", **{k: v for k, v in os.environ.items() if k == "PATH"}}
-        binds = [f"--bind={ROOT}", "--bind-ro=/opt/ripdep"]
+        binds = [f"--bind={ROOT}", f"--bind-ro={PREFIX}"]
         if TEST_VENV.is_dir():
             binds.append(f"--bind-ro={TEST_VENV}")
         self.env["CT_BINDS"] = " ".join(binds)
 
     def start(self) -> None:
         subprocess.run([str(CT), "start"], env=self.env, check=True, timeout=120)
+        # the host's /usr/local/bin/ripdep points at whichever prefix was installed last
+        self.run("ln", "-sfn", f"{PREFIX}/bin/ripdep", "/usr/local/bin/ripdep", check=True)
 
     def stop(self) -> None:
         subprocess.run([str(CT), "stop"], env=self.env, timeout=60)
@@ -86,8 +90,8 @@ def ct():
         problems.append("not root")
     if not shutil.which("systemd-nspawn"):
         problems.append("systemd-nspawn missing (apt-get install systemd-container)")
-    if not Path("/opt/ripdep/bin/ripdep").exists():
-        problems.append("/opt/ripdep missing (sudo ./install.sh)")
+    if not (PREFIX / "bin/ripdep").exists():
+        problems.append(f"{PREFIX} missing (sudo ./install.sh)")
     if problems:
         if os.environ.get("RIPDEP_REQUIRE_INTEGRATION"):
             pytest.fail("integration tests cannot run: " + "; ".join(problems))

@@ -3,6 +3,8 @@
 import json
 import re
 
+from conftest import PREFIX
+
 EXAMPLE = "examples/hello/ripdep.toml"
 MANAGED = ["/etc/ripdep", "/var/lib/ripdep/state", "/srv/ripdep", "/etc/systemd/system", "/etc/caddy"]
 
@@ -137,7 +139,7 @@ def test_no_change_deploy_imports_neither_boto3_nor_psycopg(ct):
     from conftest import ROOT
 
     assert ct.deploy_json("hello", "--manifest", str(ROOT / EXAMPLE))[0] == 0
-    proc = ct.run("/opt/ripdep/bin/python", "-X", "importtime", "-m", "ripdep", "deploy", "hello", "--json")
+    proc = ct.run(f"{PREFIX}/bin/python", "-X", "importtime", "-m", "ripdep", "deploy", "hello", "--json")
     assert proc.returncode == 0
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "ripdep.engine" in imported

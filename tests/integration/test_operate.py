@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import manifest
+from conftest import PREFIX, manifest
 
 STATUS_KEYS = {"app", "desired", "active_state", "sub_state", "main_pid", "uptime_seconds", "restarts",
                "memory_bytes", "memory_max_bytes", "port", "url", "health", "health_status", "health_latency_ms",
@@ -152,7 +152,7 @@ def test_status_without_systemd_says_so_in_one_line():
 
 
     # on the CI host itself PID 1 is not systemd
-    proc = subprocess.run(["/opt/ripdep/bin/ripdep", "status"], capture_output=True, text=True)
+    proc = subprocess.run([f"{PREFIX}/bin/ripdep", "status"], capture_output=True, text=True)
     if proc.returncode == 0:
         pytest.skip("this host runs systemd")
     assert proc.returncode == 3
