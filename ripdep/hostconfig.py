@@ -1,65 +1,136 @@
-"""Host-wide settings: /etc/ripdep/ripdep.toml, written by `ripdep init` only when absent."""
+"""Host-wide settings: /etc/ripdep/ripdep.toml, written by `ripdep init` only when absent.
+
+Each setting is declared once, as a field of HostConfig: its type (the annotation, and the type of
+its default), default, check and documentation. The parser, the validation, the default file that
+`init` writes (DEFAULT_TEXT) and the table in docs/host-config.md all come from those fields; print
+the table with `python -m ripdep.hostconfig --markdown` (tests/unit/test_settings.py compares it
+with the doc).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+import textwrap
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, TypeVar, cast
 
 from ripdep.errors import BadInput, PreconditionFailed
 from ripdep.paths import PATHS, Paths
 
-DEFAULT_TEXT = """\
-# ripdep host settings (written once by `ripdep init`; yours to edit). See docs/host-config.md.
+T = TypeVar("T", int, str)
+Check = Callable[[Any], str | None]  # a setting's value -> what is wrong with it, or None
 
-# Loopback ports ripdep allocates to apps, one per app, stable across deploys.
-port_min = 20000
-port_max = 29999
+# A Caddy site address line (":80", "localhost:80", "http://a.example.com, b.example.com",
+# "[::1]:80", "*.example.com"): the line is found in and compared against the Caddyfile and route
+# host names, so nothing that could end it or start another token there (line breaks and other
+# control characters, braces, quotes, '#' comments) is accepted.
+SITE_ADDRESS = re.compile(r"[A-Za-z0-9._:*\[\]/%-]+(?:(?:, ?| )[A-Za-z0-9._:*\[\]/%-]+)*")
+MAX_SITE_ADDRESS = 1000
 
-# The Caddy site block (its address line, as written in /etc/caddy/Caddyfile) that carries path
-# routes such as http://127.0.0.1/hello/.
-caddy_path_site = ":80"
 
-# Seconds the health check through Caddy may take after a start or restart.
-health_timeout = 30
+def setting(default: T, doc: str, check: Check | None = None) -> T:
+    """One HostConfig field. `doc` is its row in docs/host-config.md and its comment in DEFAULT_TEXT;
+    `check` refuses values of the right type that would still break something."""
+    # a dataclasses Field, which @dataclass turns into the default; typed as the default so that
+    # mypy checks the default against the field's annotation
+    return cast(T, field(default=default, metadata={"doc": doc, "check": check}))
 
-# AWS SSM Parameter Store: region and endpoint (empty = the standard AWS environment and config).
-ssm_region = ""
-ssm_endpoint = ""
 
-# Backups (/var/backups/ripdep/APP/): verified backups kept per app (a manifest's [backup] keep
-# overrides it), the age in seconds after which the last backup of a scheduled app counts as
-# stale, and how fresh a verified backup must be for `ripdep destroy`.
-backup_keep = 7
-backup_stale_after = 93600
-destroy_backup_max_age = 900
+def at_least_one(value: int) -> str | None:
+    return None if value >= 1 else f"is {value}, less than 1"
 
-# Off-host copies of verified backups in S3 (empty bucket = off). Region/endpoint as for SSM.
-s3_bucket = ""
-s3_prefix = "ripdep"
-s3_region = ""
-s3_endpoint = ""
-"""
 
-KEYS = {"port_min": int, "port_max": int, "caddy_path_site": str, "health_timeout": int,
-        "ssm_region": str, "ssm_endpoint": str, "backup_keep": int, "backup_stale_after": int,
-        "destroy_backup_max_age": int, "s3_bucket": str, "s3_prefix": str, "s3_region": str, "s3_endpoint": str}
+def backups_kept(value: int) -> str | None:
+    # the same range as a manifest's backup.keep; 0 or less would make pruning delete every backup
+    return None if 1 <= value <= 1000 else f"is {value}, out of range 1..1000"
+
+
+def site_address(value: str) -> str | None:
+    if len(value) <= MAX_SITE_ADDRESS and SITE_ADDRESS.fullmatch(value):
+        return None
+    return (f"{value[:80]!r} is not a Caddy site address line such as \":80\" or \"localhost:80, example.com\" "
+            "(letters, digits and . _ : * [ ] / % - separated by ',' or ' '; no control characters, "
+            "braces, quotes or '#')")
 
 
 @dataclass(frozen=True)
 class HostConfig:
-    port_min: int = 20000
-    port_max: int = 29999
-    caddy_path_site: str = ":80"
-    health_timeout: int = 30
-    ssm_region: str = ""
-    ssm_endpoint: str = ""
-    backup_keep: int = 7
-    backup_stale_after: int = 93600
-    destroy_backup_max_age: int = 900
-    s3_bucket: str = ""
-    s3_prefix: str = "ripdep"
-    s3_region: str = ""
-    s3_endpoint: str = ""
+    port_min: int = setting(20000, "the lowest loopback port ripdep allocates to apps: one per app, stable "
+                                   "across deploys, never one another app holds or any process listens on")
+    port_max: int = setting(29999, "the highest such port (1024 < `port_min` <= `port_max` < 65536)")
+    caddy_path_site: str = setting(":80", "the Caddy site block (its address line as written in "
+                                          "/etc/caddy/Caddyfile) that carries path routes such as "
+                                          "http://127.0.0.1/hello/; `init` adds the import inside it. No "
+                                          "control characters, braces, quotes or `#`",
+                                   check=site_address)
+    health_timeout: int = setting(30, "seconds the health check through Caddy may take after a start or "
+                                      "restart (5 on a no-change run)", check=at_least_one)
+    ssm_region: str = setting("", "AWS SSM Parameter Store region; empty = the standard AWS environment "
+                                  "and config (`AWS_REGION`, instance profile, ...)")
+    ssm_endpoint: str = setting("", "AWS SSM endpoint URL; empty = the standard AWS environment and config")
+    backup_keep: int = setting(7, "verified backups kept per app in /var/backups/ripdep/APP/ (1..1000; a "
+                                  "manifest's `backup.keep` overrides it)", check=backups_kept)
+    backup_stale_after: int = setting(93600, "seconds after which a scheduled app's newest verified backup "
+                                             "counts as stale", check=at_least_one)
+    destroy_backup_max_age: int = setting(900, "seconds: how fresh a verified backup must be for `ripdep "
+                                               "destroy`", check=at_least_one)
+    s3_bucket: str = setting("", "S3 bucket for off-host copies of verified backups; empty = off")
+    s3_prefix: str = setting("ripdep", "key prefix of those copies in the bucket (PREFIX/APP/BACKUP/...)")
+    s3_region: str = setting("", "S3 region; empty = the standard AWS environment and config, as for SSM")
+    s3_endpoint: str = setting("", "S3 endpoint URL; empty = the standard AWS environment and config")
+
+
+SETTINGS: tuple[Field[Any], ...] = fields(HostConfig)
+TYPE_NAMES = {int: "integer", str: "string"}
+
+
+def _toml(value: object) -> str:
+    # the defaults are integers and plain ASCII strings, for which JSON and TOML are spelt the same
+    # (tests/unit/test_settings.py parses DEFAULT_TEXT back)
+    return json.dumps(value)
+
+
+def _default_text() -> str:
+    lines = ["# ripdep host settings (written once by `ripdep init`; yours to edit). See docs/host-config.md."]
+    for s in SETTINGS:
+        lines.append("")
+        lines += textwrap.wrap(s.metadata["doc"].replace("`", ""), 98, initial_indent="# ", subsequent_indent="# ")
+        lines.append(f"{s.name} = {_toml(s.default)}")
+    return "\n".join(lines) + "\n"
+
+
+DEFAULT_TEXT = _default_text()
+
+
+def markdown_table() -> str:
+    """The settings table of docs/host-config.md."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {TYPE_NAMES[type(s.default)]} | `{_toml(s.default)}` | {s.metadata['doc']} |"
+             for s in SETTINGS]
+    return "\n".join(rows) + "\n"
+
+
+def parse_host_config(data: dict[str, Any], where: str) -> HostConfig:
+    """The settings in `data` (parsed TOML) over the defaults; errors name `where` and the key."""
+    by_name = {s.name: s for s in SETTINGS}
+    for key, value in data.items():
+        if key not in by_name:
+            raise BadInput(f"{where}: unknown key '{key}'", hint="docs/host-config.md lists the settings")
+        kind = type(by_name[key].default)
+        if not isinstance(value, kind) or isinstance(value, bool):  # TOML's true is an int to Python
+            raise BadInput(f"{where}: '{key}' must be {kind.__name__}")
+        check = by_name[key].metadata["check"]
+        problem = check(value) if check else None
+        if problem:
+            raise BadInput(f"{where}: '{key}' {problem}")
+    config = HostConfig(**data)
+    if not 1024 < config.port_min <= config.port_max < 65536:
+        raise BadInput(f"{where}: need 1024 < port_min <= port_max < 65536")
+    return config
 
 
 def load_host_config(paths: Paths = PATHS) -> HostConfig:
@@ -70,12 +141,13 @@ def load_host_config(paths: Paths = PATHS) -> HostConfig:
                                  hint="run: sudo ripdep init") from None
     except tomllib.TOMLDecodeError as e:
         raise BadInput(f"{paths.host_config} is not valid TOML: {e}") from None
-    for key, value in data.items():
-        if key not in KEYS:
-            raise BadInput(f"{paths.host_config}: unknown key '{key}'")
-        if not isinstance(value, KEYS[key]) or isinstance(value, bool):
-            raise BadInput(f"{paths.host_config}: '{key}' must be {KEYS[key].__name__}")
-    config = HostConfig(**data)
-    if not 1024 < config.port_min <= config.port_max < 65536:
-        raise BadInput(f"{paths.host_config}: need 1024 < port_min <= port_max < 65536")
-    return config
+    return parse_host_config(data, str(paths.host_config))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:
+        print(markdown_table(), end="")
+    elif sys.argv[1:] == ["--default"]:
+        print(DEFAULT_TEXT, end="")
+    else:
+        sys.exit("usage: python -m ripdep.hostconfig --markdown | --default")
