@@ -27,16 +27,27 @@ STORED = "stored"  # set by the operator with `ripdep secret set`, kept only in 
 DELIVERIES = ("env", "credentials")
 RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY"})
 
-TOP_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "route", "env", "secrets",
-            "secrets_from", "delivery", "limits", "backup", "network"}
+# Every manifest key, in one place: the parser refuses any other, and tests/unit/test_spec.py
+# checks these against the key table in docs/manifest.md (a row per key, TABLE.KEY for a table's
+# keys) and against the fields of AppSpec, Route, Limits and Backup.
+SCALAR_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "secrets_from", "delivery"}
+TABLE_KEYS = {  # [table] -> its keys
+    "route": {"path", "host", "tls"},
+    "limits": {"memory", "cpu", "tasks"},
+    "backup": {"schedule", "keep"},
+    "network": {"egress"},
+}
+FREE_TABLES = {"env", "secrets"}  # tables whose keys the operator names (env.KEY, secrets.KEY)
+TOP_KEYS = SCALAR_KEYS | set(TABLE_KEYS) | FREE_TABLES
+ROUTE_KEYS = TABLE_KEYS["route"]
+LIMIT_KEYS = TABLE_KEYS["limits"]
+BACKUP_KEYS = TABLE_KEYS["backup"]
+NETWORK_KEYS = TABLE_KEYS["network"]
+
 LOCALE = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
-BACKUP_KEYS = {"schedule", "keep"}
 # an OnCalendar= expression: letters, digits and the punctuation calendar specs use; checked again
 # by `systemd-analyze calendar` before a timer is written
 CALENDAR = re.compile(r"[A-Za-z0-9*:/,.~ -]{1,100}")
-ROUTE_KEYS = {"path", "host", "tls"}
-LIMIT_KEYS = {"memory", "cpu", "tasks"}
-NETWORK_KEYS = {"egress"}
 
 # systemd reads these characters at the start of ExecStart= as prefixes, in any combination:
 # "+" runs the command as root outside the sandbox, "!"/"!!" without the user switch, "@" replaces

@@ -1,9 +1,15 @@
+import dataclasses
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from ripdep import spec as spec_module
 from ripdep.errors import BadInput
 from ripdep.spec import load_manifest, parse_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = {"source": ".", "start": ["/usr/bin/python3", "app.py"]}
 MANIFEST = Path("/srv/src/hello/ripdep.toml")
@@ -290,3 +296,41 @@ def test_fifo_swapped_in_after_the_check_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(spec.os, "stat", lambda path: regular)  # the stat saw a file, the open finds a FIFO
     with pytest.raises(BadInput, match="not a regular file"):
         load_manifest("hello", fifo)
+
+
+def doc_key_table() -> list[str]:
+    """The first column of docs/manifest.md's key table (the one whose header is "| key | type |...")."""
+    lines = (ROOT / "docs/manifest.md").read_text().splitlines()
+    start = lines.index("| key | type | default | meaning |")
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(re.fullmatch(r"\| `([^`]+)` \|.*", line).group(1))
+    return rows
+
+
+def test_docs_key_table_has_a_row_for_every_manifest_key_and_no_other():
+    keys = (spec_module.SCALAR_KEYS | {f"{t}.{k}" for t, sub in spec_module.TABLE_KEYS.items() for k in sub}
+            | {f"{t}.KEY" for t in spec_module.FREE_TABLES})
+    rows = doc_key_table()
+    assert len(rows) == len(set(rows)), "a key has two rows in docs/manifest.md"
+    undocumented, unknown = sorted(keys - set(rows)), sorted(set(rows) - keys)
+    assert not undocumented, f"give these keys a row in docs/manifest.md's table: {undocumented}"
+    assert not unknown, f"docs/manifest.md documents keys that ripdep/spec.py does not know: {unknown}"
+
+
+def test_manifest_keys_match_the_specs_fields():
+    # every key lands in a field of the same name, except [network] egress, which becomes AppSpec.egress
+    fields = {f.name for f in dataclasses.fields(spec_module.AppSpec)} - {"name", "manifest_path", "egress"}
+    assert fields == spec_module.TOP_KEYS - {"network"}
+    for table, cls in [("route", spec_module.Route), ("limits", spec_module.Limits), ("backup", spec_module.Backup)]:
+        assert {f.name for f in dataclasses.fields(cls)} == spec_module.TABLE_KEYS[table], table
+    assert spec_module.TOP_KEYS == spec_module.SCALAR_KEYS | set(spec_module.TABLE_KEYS) | spec_module.FREE_TABLES
+
+
+def test_docs_example_manifest_is_valid():
+    text = (ROOT / "docs/manifest.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    spec = parse_manifest("hello", tomllib.loads(example), MANIFEST)
+    assert spec.route.path == "/shop/" and spec.limits.tasks == 64 and spec.egress == ("192.0.2.10/32",)
