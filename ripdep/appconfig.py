@@ -209,8 +209,8 @@ def secret_list(app: str, paths: Paths = PATHS) -> list[dict]:
         source = spec.secrets.get(name)
         kind = source.kind if source else "ssm-path" if spec.secrets_from else "undeclared"
         mtime = secret_mtime(folder, name)
-        if mtime is not None:
-            mtime = datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        last_change = (None if mtime is None
+                       else datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         rows.append({"name": name, "source": kind, "ssm_name": source.ssm_name if source else None,
-                     "has_value": name in stored, "last_change": mtime})
+                     "has_value": name in stored, "last_change": last_change})
     return rows

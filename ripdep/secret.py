@@ -33,7 +33,11 @@ class Secret:
     def __repr__(self) -> str:
         return f"Secret({MASK})"
 
-    __str__ = __format__ = lambda self, *a: MASK  # noqa: E731
+    def __str__(self) -> str:
+        return MASK
+
+    def __format__(self, format_spec: str) -> str:  # f"{secret}" and format() mask it too
+        return MASK
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Secret) and csprng.compare_digest(self._value.encode(), other._value.encode())
@@ -120,6 +124,9 @@ def write_secret(folder: Path, name: str, value: Secret) -> None:
     a reader or a crash sees the old value or the new one, never a partial one."""
     check_name(name)
     dfd = _open_store(folder, create=True)
+    if dfd is None:  # removed between the mkdir and the open: dir_fd=None would write into the cwd
+        raise Conflict(f"{folder} disappeared while a secret was being written",
+                       hint="nothing was written; run the command again")
     tmp = f".{name}.{csprng.token_hex(8)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)

@@ -45,7 +45,8 @@ def _client(host: HostConfig):
 def fetch_for_app(spec: AppSpec, host: HostConfig) -> dict[str, Secret]:
     import botocore.exceptions as bx
 
-    singles = {key: s.ssm_name for key, s in spec.secrets.items() if s.kind == "ssm"}
+    # an "ssm" source always has its parameter name (spec._secrets); the test narrows the type
+    singles = {key: s.ssm_name for key, s in spec.secrets.items() if s.kind == "ssm" and s.ssm_name is not None}
     try:
         client = _client(host)
         values = _get_parameters(client, singles)
