@@ -14,5 +14,5 @@ VENV=${RIPDEP_TEST_VENV:-/opt/ripdep-test}
 [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
 # ansible-core 2.20+ needs Python 3.12 on the controller; Debian 12 has 3.11
 "$VENV/bin/python" -m pip --disable-pip-version-check -q install "pytest>=7" "ansible-core>=2.15,<2.20" \
-  "moto[server]>=5" "ruff>=0.4" "boto3>=1.28" "click>=8.1" "jinja2>=3.1" "psycopg>=3.1" "tomli-w>=1.0" "tomlkit>=0.12"
+  "moto[server]>=5" "ruff>=0.4" "mypy>=1.8" "boto3>=1.28" "click>=8.1" "jinja2>=3.1" "psycopg>=3.1" "tomli-w>=1.0" "tomlkit>=0.12"
 echo "tests/setup.sh: ready (test venv $VENV)"

@@ -1,8 +1,10 @@
-"""ruff (pyflakes and bugbear rules) over the code and the tests, as a test."""
+"""ruff (pyflakes and bugbear rules) over the code and the tests, and mypy over the package, as tests."""
 
+import importlib.util
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,5 +17,22 @@ def test_ruff_clean():
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (tests/setup.sh installs it)")
     proc = subprocess.run([ruff, "check", "--output-format", "concise", "ripdep", "tests", "bench", "examples"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# Files that still have mypy errors while issue 9's pipeline refactor is under way; remove the
+# marker once mypy is clean (an unexpected pass is reported as XPASS, not hidden).
+@pytest.mark.xfail(strict=False, reason="mypy errors left in files under refactor: engine.py, context.py, ops.py, "
+                   "report.py, status.py, host/caddy.py, host/http.py, host/postgres.py, resources/database.py, "
+                   "resources/envfile.py, resources/manifest.py, resources/proxy.py, resources/route.py, "
+                   "resources/unit.py")
+def test_mypy_clean():
+    if importlib.util.find_spec("mypy") is None:
+        pytest.skip("mypy is not installed (tests/setup.sh installs it)")
+    # settings ([tool.mypy]: python_version, files = ripdep) come from pyproject.toml; the cache
+    # goes outside the checkout so the test leaves nothing behind in it
+    cache = Path(tempfile.gettempdir()) / "ripdep-mypy-cache"
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(cache)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
