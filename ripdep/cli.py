@@ -120,16 +120,20 @@ def deploy(app: str, manifest_file: Path | None, check: bool, show_diff: bool, a
 
 
 def _unit_command(name: str, doc: str) -> None:
-    """start, stop and restart: the same shape, one ops function each."""
+    """start, stop and restart: each a desired state handed to the deploy engine (engine.START...)."""
 
     @main.command(name=name, help=doc)
     @click.argument("app")
+    @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
+    @click.option("--diff", "show_diff", is_flag=True, help="Show unified diffs of what would change.")
     @JSON
     @DEBUG
-    def command(app: str, as_json: bool, debug: bool) -> None:
-        from ripdep import ops
+    def command(app: str, check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
+        from ripdep import engine
 
-        run_command(name, app, lambda progress: getattr(ops, name)(app), as_json, debug, live=False)
+        verb = getattr(engine, name.upper())
+        run_command(name, app, lambda progress: engine.converge(app, verb=verb, check=check, progress=progress),
+                    as_json, debug, check, show_diff)
 
 
 _unit_command("start", "Enable and start APP, wait for its health check, and record that it should run.")

@@ -1,5 +1,7 @@
-"""deploy = validate the manifest -> read the host -> plan (pure diffs) -> apply in order ->
-re-read and confirm -> health check through Caddy. --check stops after the plan."""
+"""One pipeline for every verb that changes an app: validate the manifest -> read the host -> plan
+(Changes as values) -> apply them in order through one dispatcher -> re-read and confirm -> health
+check through Caddy. --check stops after the plan. deploy, start, stop and restart are each a desired
+state handed to `converge`; the host is an object (`ripdep.host.Host`) so tests can pass a fake."""
 
 from __future__ import annotations
 
@@ -12,16 +14,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ripdep import names, render
+from ripdep.apply import apply_change
 from ripdep.context import Context
 from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, UnknownApp
-from ripdep.host import http, systemd
+from ripdep.host import Host, http
 from ripdep.hostconfig import load_host_config
-from ripdep.lock import app_lock
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import (Step, code, database, envfile, manifest, port, proxy, route, schedule, service, unit,
-                              user)
+from ripdep.resources import (Change, Record, Step, code, database, envfile, manifest, port, proxy, route, schedule,
+                              service, unit, user)
 from ripdep.spec import AppSpec, load_manifest
-from ripdep.state import AppState, read_state
+from ripdep.state import AppState
 
 # test hook: SIGKILL ourselves after this many applied changes (tests/integration/test_crash.py)
 CRASH_AFTER = "RIPDEP_TEST_CRASH_AFTER"
@@ -44,9 +46,23 @@ class RunResult:
         return any(s.changed for s in self.steps)
 
 
+@dataclass(frozen=True)
+class Verb:
+    """What a command wants of an app. `scope` "app" plans every resource (deploy); "service" only
+    the app's systemd state (start/stop/restart must work while Caddy, PostgreSQL or SSM are down,
+    and change nothing else)."""
+
+    desired: str | None = None  # running | stopped; None = as recorded
+    scope: str = "app"
+    restart: bool = False
+
+
+DEPLOY, START, STOP, RESTART = Verb(), Verb("running", "service"), Verb("stopped", "service"), \
+    Verb("running", "service", restart=True)
+
+
 def require_root() -> None:
-    if os.geteuid() != 0:
-        raise PreconditionFailed("ripdep must run as root", hint="use sudo ripdep ...")
+    Host().require_root()
 
 
 def load_spec(app: str, manifest_file: Path | None, paths: Paths) -> AppSpec:
@@ -65,18 +81,33 @@ def require_services(ctx: Context) -> None:
     otherwise the deploy would apply everything and then fail its health check (exit 4)."""
     needed = ["caddy.service"] + (["postgresql.service"] if ctx.spec.database else [])
     for name in needed:
-        state = ctx.bus.read_unit(name, with_file_state=False)
+        state = ctx.host.read_unit(name, with_file_state=False)
         if state.active_state != "active":
             raise PreconditionFailed(f"{name} is {state.active_state}, not running; nothing was changed",
                                      hint=f"systemctl start {name}")
 
 
-def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
+def plan_desired(ctx: Context, verb: Verb) -> list[Step]:
+    """The recorded desired state, changed first (a crash after it still ends as asked)."""
+    if verb.desired is None or verb.desired == ctx.state.desired:
+        return []
+    rid = f"state:{ctx.app}"
+    step = Step(rid, [Change(rid, "update", f"record desired state: {verb.desired}",
+                             ops=(Record.of(desired=verb.desired),))])
+    ctx.state = ctx.state.with_(desired=verb.desired)  # what the rest of the plan converges to
+    return [step]
+
+
+def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> list[Step]:
     """Every resource, in apply order. Reads the host, validates candidates, changes nothing: the
     route claim and a new port are chosen here but recorded only when applied (re-checked then,
     under the host lock), so a refused deploy leaves no trace."""
+    steps = plan_desired(ctx, verb)
+    if verb.scope == "service":
+        ctx.port = ctx.state.port
+        return steps + [service.plan(ctx, unit_file_changes=False, force_restart=verb.restart, record_hash=False)]
     # the claim first: a taken route refuses the deploy before the secrets are resolved
-    steps = [route.claim(ctx), manifest.plan(ctx.app, manifest_file, ctx.paths)]
+    steps += [route.claim(ctx), manifest.plan(ctx.host, ctx.app, manifest_file, ctx.paths)]
     # secrets next: an SSM fetch that fails must stop the run before anything is recorded
     steps.append(envfile.plan_secrets(ctx))
     steps.append(user.plan(ctx))
@@ -95,20 +126,19 @@ def plan_all(ctx: Context, manifest_file: Path | None) -> list[Step]:
     return steps
 
 
-def apply_all(steps: list[Step], progress) -> None:
+def apply_all(ctx: Context, steps: list[Step], progress) -> None:
     crash_after = int(os.environ.get(CRASH_AFTER, "0") or 0)
     applied = 0
     for step in steps:
         for change in step.changes:
-            if change.run is not None:
-                try:
-                    change.run()
-                except OSError as e:
-                    raise ApplyFailed(f"{change.id}: {change.detail} failed: {e}",
-                                      hint="fix the cause and run the deploy again: it resumes where it stopped") from None
-                applied += 1
-                if crash_after and applied >= crash_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
+            try:
+                apply_change(change, ctx)
+            except OSError as e:
+                raise ApplyFailed(f"{change.id}: {change.detail} failed: {e}",
+                                  hint="fix the cause and run the deploy again: it resumes where it stopped") from None
+            applied += 1
+            if crash_after and applied >= crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)
         progress(step)
 
 
@@ -116,44 +146,55 @@ def health_check(ctx: Context, deadline: float) -> http.Probe:
     def gave_up() -> str | None:
         # Restart= gives up after StartLimitBurst crashes: no point waiting for the deadline then
         for name in (ctx.unit_name, ctx.paths.proxy_socket_name(ctx.app)):
-            state = ctx.bus.read_unit(name, with_file_state=False)
+            state = ctx.host.read_unit(name, with_file_state=False)
             if state.active_state in ("failed", "inactive"):
                 return f"{name} is {state.active_state}"
         return None
 
-    probe = http.probe(ctx.url, *ctx.spec.health_target(str(ctx.paths.proxy_socket(ctx.app))), deadline, gave_up)
+    target = ctx.spec.health_target(str(ctx.paths.proxy_socket(ctx.app)))
+    probe = ctx.host.probe(ctx.url, *target, deadline, gave_up)
     if probe.ok and ctx.spec.egress:
-        port.check_answerer(probe, ctx.port, ctx.app)
+        port.check_answerer(ctx.host, probe, ctx.port, ctx.app)
     return probe
 
 
-def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, paths: Paths = PATHS,
-           progress=lambda step: None, lock: bool = True) -> RunResult:
-    """lock=False: the caller already holds the app's lock (config and secret commands)."""
+def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY, check: bool = False,
+             paths: Paths = PATHS, progress=lambda step: None, lock: bool = True, host: Host | None = None) -> RunResult:
+    """Take the app to what `verb` asks. lock=False: the caller already holds the app's lock (config
+    and secret commands). host: the machine (a fake in tests)."""
     t0 = time.monotonic()
+    host = host or Host()
+    if manifest_file is None:  # the installed manifest is root's to read
+        names.check_app_name(app)
+        host.require_root()
     spec = load_spec(app, manifest_file, paths)  # bad input fails here, before the host is read
     render.check_templates()
-    require_root()
-    systemd.require_systemd()
-    host = load_host_config(paths)
-    with app_lock(app, paths) if lock else nullcontext():
-        state = read_state(app, paths) or AppState(app)
-        ctx = Context(spec, host, state, check=check, paths=paths)
+    host.require_root()
+    host.require_systemd()
+    settings = load_host_config(paths)
+    with host.app_lock(app, paths) if lock else nullcontext():
+        state = host.read_state(app, paths)
+        if state is None and verb.scope != "app":
+            raise UnknownApp(f"app {app!r} is not managed by ripdep",
+                             hint="ripdep list shows the apps it manages; deploy one with ripdep deploy APP --manifest FILE")
+        ctx = Context(spec, settings, state or AppState(app), host=host, check=check, paths=paths)
         try:
-            require_services(ctx)
+            if verb.scope == "app":
+                require_services(ctx)
             result = RunResult(app, check)
-            result.steps = plan_all(ctx, manifest_file)
+            result.steps = plan_all(ctx, manifest_file, verb)
             result.url, result.port = ctx.url, ctx.port
             if check:
                 return result
             changed = result.changed
-            apply_all(result.steps, progress)
+            apply_all(ctx, result.steps, progress)
             if changed:
-                ctx.record(last_change=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-                confirm_converged(ctx)
+                if verb.scope == "app":
+                    ctx.record(last_change=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                confirm_converged(ctx, verb)
             if ctx.state.desired == "running":
                 restarted = any(c.action in ("start", "restart") for s in result.steps for c in s.changes)
-                probe = health_check(ctx, host.health_timeout if restarted or changed else 5)
+                probe = health_check(ctx, settings.health_timeout if restarted or changed else 5)
                 result.health = probe
                 if not probe.ok:
                     raise health_failure(ctx, probe)
@@ -163,12 +204,17 @@ def deploy(app: str, manifest_file: Path | None = None, *, check: bool = False, 
             ctx.close()
 
 
-def confirm_converged(ctx: Context) -> None:
+def deploy(app: str, manifest_file: Path | None = None, **kw) -> RunResult:
+    return converge(app, manifest_file, verb=DEPLOY, **kw)
+
+
+def confirm_converged(ctx: Context, verb: Verb = DEPLOY) -> None:
     """Re-read the host after apply: anything still to do means a step did not take. (SSM values
     are not fetched again: they are not the host, and a second fetch costs a boto3 client.)"""
-    again = Context(ctx.spec, ctx.host, ctx.state, check=True, paths=ctx.paths, ssm_values=ctx.ssm_values,
-                    _bus=ctx._bus, _pg=ctx._pg)
-    left = [c for s in plan_all(again, None) for c in s.changes if s.id.split(":")[0] != "manifest"]
+    again = Context(ctx.spec, ctx.settings, ctx.state, host=ctx.host, check=True, paths=ctx.paths,
+                    ssm_values=ctx.ssm_values)
+    settled = Verb(verb.desired, verb.scope)  # a restart asked for is done once
+    left = [c for s in plan_all(again, None, settled) for c in s.changes if s.id.split(":")[0] != "manifest"]
     if left:
         raise ApplyFailed(f"the host did not converge: {left[0].id} still needs '{left[0].detail}'",
                           details=[f"{c.id}: {c.detail}" for c in left])
@@ -179,12 +225,12 @@ def health_failure(ctx: Context, probe: http.Probe) -> HealthCheckFailed:
     details = [f"check: GET {probe.url.rstrip('/')}{ctx.spec.health} through Caddy -> {what}",
                f"timing: {probe.attempts} attempt(s) over {probe.seconds:.2f}s, last took {probe.latency_ms:.0f} ms"]
     try:
-        unit_state = ctx.bus.read_unit(ctx.unit_name)
+        unit_state = ctx.host.read_unit(ctx.unit_name)
         details.append(f"unit: {ctx.unit_name} {unit_state.active_state} ({unit_state.sub_state}), "
                        f"restarts {unit_state.n_restarts}")
     except Exception:  # the report must not hide the health failure behind a D-Bus error
         pass
-    details += ["last journal lines:"] + [f"  {line}" for line in systemd.journal_tail(ctx.unit_name)]
+    details += ["last journal lines:"] + [f"  {line}" for line in ctx.host.journal_tail(ctx.unit_name)]
     return HealthCheckFailed(f"app {ctx.app} failed its health check through Caddy ({what})",
                              hint=f"ripdep logs {ctx.app}; if the journal shows SIGSYS or a crash at start, "
                                   f"try profile = \"jit\" (docs/hardening.md)", details=details)

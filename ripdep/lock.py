@@ -59,3 +59,29 @@ def scratch_lock(paths: Paths = PATHS):
     """Around every use of PostgreSQL's scratch database (backup verification, a restore's staging):
     there is one, so verifications of different apps queue (a big one may take a while)."""
     return host_lock(paths, timeout=3600, name=".scratch.lock")
+
+
+_held: list[int] = []  # port reservations of this run: the kernel releases them when it ends
+
+
+def reserved_ports(paths: Paths = PATHS) -> set[int]:
+    """Ports a running deploy has chosen but not yet recorded: port-N.lock files it holds a flock on."""
+    found = set()
+    for path in paths.locks.glob("port-*.lock"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            found.add(int(path.stem.removeprefix("port-")))
+        finally:
+            os.close(fd)
+    return found
+
+
+def reserve_port(paths: Paths, port: int) -> None:
+    fd = _open(paths.locks / f"port-{port}.lock")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _held.append(fd)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from ripdep.errors import RipdepError
-from ripdep.host import http, systemd
+from ripdep.host import Host, http, systemd
 from ripdep.host.postgres import RoleState, psql_rows, read_roles
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
@@ -126,7 +126,7 @@ def _read_units(rows: list[AppStatus], paths: Paths) -> None:
 def _probe(url: str, target: int | str, path: str, host: str | None, egress_port: int | None, app: str) -> http.Probe:
     probe = http.probe(url, target, path, host, 0)  # one attempt, no retries
     if probe.ok and egress_port:
-        port.check_answerer(probe, egress_port, app)
+        port.check_answerer(Host(), probe, egress_port, app)
     return probe
 
 

@@ -1,24 +1,151 @@
-"""Host resources. Each module plans one kind: it reads the host, compares with what the manifest
-wants (a pure diff), and returns Changes whose `run` applies them. An empty list means unchanged.
-Resource ids look like `kind:name` and appear unchanged in logs, JSON and tests.
+"""Host resources. Each module plans one kind: it reads the host (through `ctx.host`), compares with
+what the manifest wants (a pure diff), and returns Changes as values: what to do is data (`ops`),
+carried out by one dispatcher (ripdep/apply.py). An empty list means unchanged. Resource ids look
+like `kind:name` and appear unchanged in logs, JSON and tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from enum import Enum
+from pathlib import Path
+
+
+class Action(str, Enum):
+    """What a change does to its resource (shown in output and JSON as its value)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    FIX = "fix"
+    REMOVE = "remove"
+    ENABLE = "enable"
+    DISABLE = "disable"
+    DAEMON_RELOAD = "daemon-reload"
+    START = "start"
+    RESTART = "restart"
+    STOP = "stop"
+    RELOAD = "reload"
+    ALLOCATE = "allocate"
+    CLAIM = "claim"
+    RESTORE = "restore"
+    ROTATE = "rotate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# --- what a change does: plain values, carried out in order by apply.apply_op -------------------
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: Path
+    content: bytes = field(repr=False)  # may hold secrets: never in a repr or a log
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    dirs: tuple[tuple[Path, int], ...] = ()  # folders (path, mode) ensured first, in order
+    tmp_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class RemoveFile:
+    path: Path
+
+
+@dataclass(frozen=True)
+class Symlink:
+    link: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class Systemctl:
+    args: tuple[str, ...]
+    quiet: bool = False  # "already so" is fine
+
+
+@dataclass(frozen=True)
+class Sql:
+    statements: tuple = ()  # psycopg.sql objects
+    transaction: bool = False
+
+
+@dataclass(frozen=True)
+class CreateUser:
+    name: str
+    gecos: str
+    home: str
+
+
+@dataclass(frozen=True)
+class ModifyUser:
+    name: str
+    gecos: str
+    home: str
+
+
+@dataclass(frozen=True)
+class InstallCode:
+    app: str
+    source: Path
+    digest: str
+
+
+@dataclass(frozen=True)
+class WriteSecret:
+    folder: Path
+    key: str
+    value: object = field(repr=False)  # a secret.Secret
+
+
+@dataclass(frozen=True)
+class Record:
+    """Facts for ripdep's state, written when this point of the plan has been applied."""
+
+    fields: tuple[tuple[str, object], ...]
+
+    @classmethod
+    def of(cls, **fields) -> "Record":
+        return cls(tuple(sorted(fields.items())))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Record the app's route, re-checked under the host lock (a parallel deploy may have taken it)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class CaddySwap:
+    """Write the snippets and reload Caddy; on a failed reload put the previous ones back."""
+
+    wanted: dict = field(repr=False, hash=False)
+    previous: dict = field(repr=False, hash=False)
+
+
+Op = (WriteFile | RemoveFile | Symlink | Systemctl | Sql | CreateUser | ModifyUser | InstallCode | WriteSecret
+      | Record | Claim | CaddySwap)
 
 
 @dataclass
 class Change:
     id: str  # "unit:ripdep-hello.service"
-    action: str  # create | update | fix | start | restart | reload | ...
+    action: Action
     detail: str  # one human sentence, never a secret value
     diff: str = ""  # unified diff, secrets masked
-    run: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    ops: tuple = field(default=(), repr=False, compare=False)  # what apply.apply_op carries out
+
+    def __post_init__(self) -> None:
+        self.action = Action(self.action)  # a typo'd action fails here, not in a report
+
+    def then(self, *ops) -> "Change":
+        """The same change doing more after what it already does."""
+        self.ops = (*self.ops, *ops)
+        return self
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "action": self.action, "detail": self.detail}
+        return {"id": self.id, "action": self.action.value, "detail": self.detail}
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ripdep.context import Context
 from ripdep.errors import BadInput, Conflict
 from ripdep.host import fs
 from ripdep.render import MARKER
-from ripdep.resources import Change, Step
+from ripdep.resources import Change, InstallCode, Step
 
 MARKER_FILE = ".ripdep-managed"
 SKIP = {".git", "__pycache__", MARKER_FILE}
@@ -74,15 +74,15 @@ def copy_tree(source: Path, dest: Path, gid: int, app: str, digest: str) -> None
     fs.write_file(dest / MARKER_FILE, marker_text(app, digest).encode(), mode=0o640, gid=gid)
 
 
-def install(ctx: Context, digest: str) -> None:
+def install(paths, app: str, source: Path, digest: str) -> None:
     import grp
 
-    root, app = ctx.paths.code_root, ctx.app
+    root = paths.code_root
     live, new, old = root / app, root / f".{app}.new", root / f".{app}.old"
     fs.ensure_dir(root, mode=0o755)
     for leftover in (new, old):
         shutil.rmtree(leftover, ignore_errors=True)
-    copy_tree(ctx.spec.source, new, grp.getgrnam(app).gr_gid, app, digest)
+    copy_tree(source, new, grp.getgrnam(app).gr_gid, app, digest)
     if live.exists():
         os.rename(live, old)
     os.rename(new, live)
@@ -90,8 +90,8 @@ def install(ctx: Context, digest: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def read_marker(live: Path) -> str | None:
-    content = fs.read_file(live / MARKER_FILE).content
+def read_marker(host, live: Path) -> str | None:
+    content = host.read_file(live / MARKER_FILE).content
     return content.decode(errors="replace") if content is not None else None
 
 
@@ -107,13 +107,13 @@ def diff_code(app: str, live_exists: bool, marker: str | None, digest: str) -> l
 
 
 def plan(ctx: Context) -> Step:
-    source = ctx.spec.source
-    if not source.is_dir():
+    source, host = ctx.spec.source, ctx.host
+    if not host.is_dir(source):
         raise BadInput(f"manifest key 'source': {source} is not a folder")
-    digest = hash_tree(source)
+    digest = host.hash_tree(source)
     live = ctx.paths.code(ctx.app)
-    changes = diff_code(ctx.app, live.is_dir(), read_marker(live), digest)
+    changes = diff_code(ctx.app, host.is_dir(live), read_marker(host, live), digest)
     for c in changes:
-        c.run = lambda: install(ctx, digest)
+        c.then(InstallCode(ctx.app, source, digest))
     ctx.code_hash = digest
     return Step(f"code:{ctx.app}", changes, f"sha256 {digest[:12]}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ripdep.context import Context
 from ripdep.errors import BadInput, Conflict, PreconditionFailed
-from ripdep.host.postgres import APPS_GROUP, DatabaseState, RoleState, locale_known
-from ripdep.resources import Change, Step
+from ripdep.host.postgres import APPS_GROUP, DatabaseState, RoleState
+from ripdep.resources import Change, Sql, Step
 
 
 def marker(app: str) -> str:
@@ -93,26 +93,19 @@ def _database_sql(app: str, create: bool, locale: str | None = None):
 def plan(ctx: Context) -> list[Step]:
     if not ctx.spec.database:
         return []
-    app, pg = ctx.app, ctx.pg
-    role, db = pg.read_app(app)
+    app, host = ctx.app, ctx.host
+    role, db = host.read_app_db(app)
     locale = ctx.spec.database_locale
-    if locale and db is None and not locale_known(locale):
+    if locale and db is None and not host.locale_known(locale):
         raise BadInput(f"manifest key 'database_locale': PostgreSQL does not know locale {locale!r}",
                        hint="pick one of `locale -a` that the cluster imported (SELECT collcollate FROM pg_collation)")
     role_changes = diff_role(app, role)
     for c in role_changes:
-        statements = _role_sql(app, c.action == "create", role.other_groups if role else ())
-
-        def run_role(statements=statements):
-            # one transaction: the role never exists without its marker
-            with pg.conn.transaction():
-                for s in statements:
-                    pg.execute(s)
-        c.run = run_role
+        # one transaction: the role never exists without its marker
+        c.then(Sql(tuple(_role_sql(app, c.action == "create", role.other_groups if role else ())), transaction=True))
     db_changes = diff_database(app, db, locale)
     for c in db_changes:
-        statements = _database_sql(app, c.action == "create", locale)
         # CREATE DATABASE cannot run in a transaction: the marker follows at once, and diff_database
         # recognises an unmarked database owned by our role after a crash in between
-        c.run = lambda statements=statements: [pg.execute(s) for s in statements]
+        c.then(Sql(tuple(_database_sql(app, c.action == "create", locale))))
     return [Step(f"role:{app}", role_changes), Step(f"database:{app}", db_changes)]

@@ -14,16 +14,15 @@ import hashlib
 from ripdep import render
 from ripdep.context import Context
 from ripdep.errors import PreconditionFailed
-from ripdep.host import fs
-from ripdep.resources import Change, Step
+from ripdep.resources import Change, Step, WriteSecret
 from ripdep.resources.file import DesiredFile, plan_file
-from ripdep.secret import Secret, generate, read_store, write_secret
+from ripdep.secret import Secret, generate
 
 
 def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
     """Every declared secret's value, and the store writes needed to keep it."""
     folder = ctx.paths.secrets(ctx.app)
-    stored = read_store(folder)
+    stored = ctx.host.read_store(folder)
     wanted: dict[str, Secret] = {}
     uses_ssm = any(s.kind == "ssm" for s in ctx.spec.secrets.values()) or ctx.spec.secrets_from
     if ctx.ssm_values is None:
@@ -31,7 +30,7 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
         if uses_ssm:
             from ripdep.ssm import fetch_for_app  # boto3 is imported only on this path
 
-            ctx.ssm_values = fetch_for_app(ctx.spec, ctx.host)
+            ctx.ssm_values = fetch_for_app(ctx.spec, ctx.settings)
     ssm_values = ctx.ssm_values
     for key, source in ctx.spec.secrets.items():
         if source.kind == "generate":
@@ -50,7 +49,7 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
         if stored.get(key) != value:
             action = "create" if key not in stored else "update"
             changes.append(Change(f"secret:{ctx.app}/{key}", action, f"{action} secret {key}",
-                                  run=lambda key=key, value=value: write_secret(folder, key, value)))
+                                  ops=(WriteSecret(folder, key, value),)))
     return wanted, changes
 
 
@@ -76,19 +75,16 @@ def plan(ctx: Context) -> Step:
     ctx.env_text = text + (secrets_digest(ctx.secrets) if ctx.spec.delivery == "credentials" else "")
     keys = set(secrets)
     want = DesiredFile(ctx.paths.env_file(ctx.app), text.encode(), 0o600,
-                       marker=render.MARKER.format(app=ctx.app), masked=render.mask_env_file(text, keys).encode())
+                       marker=render.MARKER.format(app=ctx.app), masked=render.mask_env_file(text, keys).encode(),
+                       dirs=((ctx.paths.env_root, 0o700),))
     # In the live file, anything that is not a plain variable of the new manifest may be a secret:
     # one removed from the manifest, or every one when delivery switches to credentials.
     def current_masked(cur) -> bytes:  # only called when the file differs: the store is read then
-        plain = set(env) - set(ctx.secrets) - set(read_store(ctx.paths.secrets(ctx.app)))
+        plain = set(env) - set(ctx.secrets) - set(ctx.host.read_store(ctx.paths.secrets(ctx.app)))
         text = cur.content.decode(errors="replace")
         try:
             live = render.parse_env_file(text)
         except (ValueError, IndexError):
             live = {}
         return render.mask_env_file(text, set(live) - plain).encode()
-    changes = plan_file(f"env:{ctx.app}", want, current_masked=current_masked)
-    for c in changes:
-        write = c.run
-        c.run = lambda write=write: (fs.ensure_dir(ctx.paths.env_root, mode=0o700), write())
-    return Step(f"env:{ctx.app}", changes)
+    return Step(f"env:{ctx.app}", plan_file(ctx.host, f"env:{ctx.app}", want, current_masked=current_masked))

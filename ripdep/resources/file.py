@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ripdep.errors import Conflict
 from ripdep.host import fs
-from ripdep.resources import Change
+from ripdep.resources import Change, WriteFile
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,10 @@ class DesiredFile:
     gid: int = 0
     marker: str | None = None  # first line that proves the file is ripdep's
     masked: bytes | None = None  # what a diff may show instead of content (secrets masked)
+    dirs: tuple[tuple[Path, int], ...] = ()  # folders (path, mode) ensured before the write
+
+    def write(self) -> WriteFile:
+        return WriteFile(self.path, self.content, self.mode, self.uid, self.gid, self.dirs)
 
 
 def has_marker(content: bytes | None, marker: str) -> bool:
@@ -55,9 +59,7 @@ def diff_file(rid: str, current: fs.FileState, want: DesiredFile, current_masked
     return changes
 
 
-def plan_file(rid: str, want: DesiredFile, current_masked=None) -> list[Change]:
-    current = fs.read_file(want.path)
+def plan_file(host, rid: str, want: DesiredFile, current_masked=None) -> list[Change]:
+    current = host.read_file(want.path)
     changes = diff_file(rid, current, want, current_masked(current) if current_masked and current.content else None)
-    for change in changes:
-        change.run = lambda: fs.write_file(want.path, want.content, mode=want.mode, uid=want.uid, gid=want.gid)
-    return changes
+    return [c.then(want.write()) for c in changes]

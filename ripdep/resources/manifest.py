@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ripdep.host import fs
 from ripdep.paths import Paths
 from ripdep.resources import Step
 from ripdep.resources.file import DesiredFile, plan_file
@@ -22,15 +21,11 @@ def installed_text(manifest_file: Path, raw: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def plan(app: str, manifest_file: Path | None, paths: Paths) -> Step:
+def plan(host, app: str, manifest_file: Path | None, paths: Paths) -> Step:
     rid = f"manifest:{app}"
     if manifest_file is None:
         return Step(rid, [], str(paths.manifest(app)))
     text = installed_text(manifest_file, manifest_file.read_text())
-    want = DesiredFile(paths.manifest(app), text.encode(), 0o640)
-    changes = plan_file(rid, want)
-    for c in changes:
-        write = c.run
-        c.run = lambda write=write: (fs.ensure_dir(paths.manifests.parent, mode=0o755),
-                                     fs.ensure_dir(paths.manifests, mode=0o750), write())
-    return Step(rid, changes, str(paths.manifest(app)))
+    want = DesiredFile(paths.manifest(app), text.encode(), 0o640,
+                       dirs=((paths.manifests.parent, 0o755), (paths.manifests, 0o750)))
+    return Step(rid, plan_file(host, rid, want), str(paths.manifest(app)))

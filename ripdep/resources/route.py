@@ -8,11 +8,8 @@ import hashlib
 from ripdep import names, render
 from ripdep.context import Context
 from ripdep.errors import Conflict, RipdepError
-from ripdep.host import caddy, fs
-from ripdep.lock import host_lock
-from ripdep.resources import Change, Step
+from ripdep.resources import CaddySwap, Change, Claim, Record, Step
 from ripdep.resources.file import refuse_foreign, unified_diff
-from ripdep.state import all_states
 
 
 def desired_snippets(ctx: Context) -> dict:
@@ -29,8 +26,8 @@ def route_key(ctx: Context) -> str:
     return f"host:{ctx.spec.route.host}" if ctx.spec.route.host else ctx.spec.route.path
 
 
-def _refuse_taken(ctx: Context, key: str) -> None:
-    owner = next((s.app for s in all_states(ctx.paths) if s.app != ctx.app and s.route == key), None)
+def refuse_taken(ctx: Context, key: str) -> None:
+    owner = next((s.app for s in ctx.host.all_states(ctx.paths) if s.app != ctx.app and s.route == key), None)
     if owner:
         raise Conflict(f"route {key.removeprefix('host:')} is already claimed by app {owner}",
                        hint="give this app another route.path or route.host in its manifest")
@@ -42,23 +39,18 @@ def claim(ctx: Context) -> Step:
     parallel deploys cannot both take it and a refused deploy leaves no claim behind."""
     rid, key = f"claim:{ctx.app}", route_key(ctx)
     if ctx.spec.route.host:
-        names.check_host_not_site(ctx.spec.route.host, ctx.host.caddy_path_site)
-    _refuse_taken(ctx, key)
+        names.check_host_not_site(ctx.spec.route.host, ctx.settings.caddy_path_site)
+    refuse_taken(ctx, key)
     if ctx.state.route == key:
         return Step(rid, [], key.removeprefix("host:"))
-
-    def record() -> None:
-        with host_lock(ctx.paths):
-            _refuse_taken(ctx, key)
-            ctx.record(route=key)
-    return Step(rid, [Change(rid, "claim", f"claim route {key.removeprefix('host:')}", run=record)])
+    return Step(rid, [Change(rid, "claim", f"claim route {key.removeprefix('host:')}", ops=(Claim(key),))])
 
 
 def plan(ctx: Context) -> Step:
     rid = f"route:{ctx.app}"
     marker = render.MARKER.format(app=ctx.app)
     wanted = desired_snippets(ctx)
-    current = {p: fs.read_file(p).content for p in wanted}
+    current = {p: ctx.host.read_file(p).content for p in wanted}
     changes = []
     for path, want in wanted.items():
         have = current[path]
@@ -68,35 +60,35 @@ def plan(ctx: Context) -> Step:
         action = "remove" if want is None else ("create" if have is None else "update")
         changes.append(Change(rid, action, f"{action} {path}", unified_diff(path, have, want or b"")))
     live_hash = hashlib.sha256(b"".join(w or b"-" for w in wanted.values())).hexdigest()
+    swap = (CaddySwap(wanted, current), Record.of(caddy_hash=live_hash))
     if changes:
-        caddy.validate({p: wanted[p] for p in wanted}, ctx.paths)  # before anything on the host changes
-        changes[-1].run = lambda: _swap_and_reload(ctx, wanted, current, live_hash)
+        ctx.host.caddy_validate({p: wanted[p] for p in wanted}, ctx.paths)  # before anything on the host changes
+        changes[-1].then(*swap)
     elif ctx.state.caddy_hash != live_hash:
-        changes.append(Change(rid, "reload", "reload Caddy (the live config may predate the snippet)",
-                              run=lambda: _swap_and_reload(ctx, wanted, current, live_hash)))
+        changes.append(Change(rid, "reload", "reload Caddy (the live config may predate the snippet)", ops=swap))
     return Step(rid, changes, f"{ctx.url}")
 
 
 def _write_all(ctx: Context, files: dict) -> None:
-    fs.ensure_dir(ctx.paths.caddy_staging, mode=0o700)
+    host = ctx.host
+    host.ensure_dir(ctx.paths.caddy_staging, mode=0o700)
     for path, content in files.items():
         if content is None:
-            fs.remove_file(path)
+            host.remove_file(path)
         else:
-            fs.ensure_dir(path.parent, mode=0o755)
-            fs.write_file(path, content, mode=0o644, tmp_dir=ctx.paths.caddy_staging)
+            host.ensure_dir(path.parent, mode=0o755)
+            host.write_file(path, content, mode=0o644, tmp_dir=ctx.paths.caddy_staging)
 
 
-def _swap_and_reload(ctx: Context, wanted: dict, previous: dict, live_hash: str) -> None:
+def swap_and_reload(ctx: Context, wanted: dict, previous: dict) -> None:
     _write_all(ctx, wanted)
     try:
-        caddy.reload(ctx.paths)
+        ctx.host.caddy_reload(ctx.paths)
     except RipdepError as e:
         _write_all(ctx, previous)
         try:
-            caddy.reload(ctx.paths)
+            ctx.host.caddy_reload(ctx.paths)
             e.message += "; the previous snippet was restored and Caddy reloaded with it"
         except RipdepError:
             e.message += "; restoring the previous snippet did not reload either: check `journalctl -u caddy`"
         raise
-    ctx.record(caddy_hash=live_hash)

@@ -5,19 +5,20 @@ Reactions are derived here from what the plan changes, so the plan tells the tru
 - a first deploy starts once (never start-then-restart);
 - restart only when the unit, env or code differ from what the running process was started with
   (recorded in ripdep's state, so a crash between writing a file and restarting still restarts);
-- desired=stopped (from `ripdep stop`) is honoured: the unit is neither enabled nor started.
+- desired=stopped (from `ripdep stop`) is honoured: the unit is stopped, neither enabled nor started.
+`enable` is what `systemctl enable` does for WantedBy=multi-user.target (a symlink), without its
+own daemon-reload (~100 ms): the planned daemon-reload follows.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from ripdep.context import Context
 from ripdep.host import fs, systemd
 from ripdep.paths import Paths
-from ripdep.resources import Change, Step
+from ripdep.resources import Change, Record, RemoveFile, Step, Symlink, Systemctl
 
 WANTS = "multi-user.target.wants"
 
@@ -42,6 +43,8 @@ def diff_service(unit: str, desired: str, state: systemd.UnitState | None, unit_
     if unit_file_changes or (state is not None and state.need_daemon_reload) or changes:
         changes.append(Change(rid, "daemon-reload", "reload systemd's unit files"))
     if not running:
+        if state is not None and (is_active(state) or state.active_state == "failed"):
+            changes.append(Change(rid, "stop", f"stop {unit}"))
         return changes
     if not is_active(state):
         changes.append(Change(rid, "start", f"start {unit}"))
@@ -54,31 +57,30 @@ def wants_link(paths: Paths, app: str) -> Path:
     return paths.units / WANTS / paths.unit_name(app)
 
 
-def enable(paths: Paths, app: str) -> None:
-    """What `systemctl enable` does for WantedBy=multi-user.target, without its own daemon-reload
-    (~100 ms); the caller's planned daemon-reload follows."""
-    fs.symlink(wants_link(paths, app), paths.unit(app))
-
-
 def disable(paths: Paths, app: str) -> None:
     fs.remove_file(wants_link(paths, app))
 
 
-def start_or_restart(paths: Paths, app: str, action: str) -> None:
+def start_ops(paths: Paths, app: str, action: str) -> tuple:
     # Restart= may have given up earlier (failed), or a burst of quick changes may have used up
     # StartLimitBurst: a start ripdep asks for is deliberate, so the app and its socket always get a
     # fresh start limit ("not loaded", on a first start, is fine)
-    systemd.run_systemctl_quiet("reset-failed", paths.unit_name(app), paths.proxy_socket_name(app))
-    systemd.systemctl(action, paths.unit_name(app))
+    return (Systemctl(("reset-failed", paths.unit_name(app), paths.proxy_socket_name(app)), quiet=True),
+            Systemctl((action, paths.unit_name(app))))
 
 
-def restart_proxy(paths: Paths, app: str) -> None:
+def stop_ops(paths: Paths, app: str) -> tuple:
+    """Stop (its socket goes with it: PartOf=) and forget a failure, so a stopped app is just stopped."""
+    return (Systemctl(("stop", paths.unit_name(app))),
+            Systemctl(("reset-failed", paths.unit_name(app), paths.proxy_socket_name(app)), quiet=True))
+
+
+def restart_proxy_ops(paths: Paths, app: str) -> tuple:
     """A new socket or proxy unit file, or a socket that is not listening, while the app runs on:
     the proxy goes (the socket starts the new one at the next connection) and the socket restarts."""
     socket, proxy = paths.proxy_socket_name(app), paths.proxy_service_name(app)
-    systemd.run_systemctl_quiet("reset-failed", socket, proxy)
-    systemd.systemctl("stop", proxy, socket)
-    systemd.systemctl("start", socket)
+    return (Systemctl(("reset-failed", socket, proxy), quiet=True), Systemctl(("stop", proxy, socket)),
+            Systemctl(("start", socket)))
 
 
 def plan_proxy(ctx: Context, changes: list[Change], proxy_changed: bool) -> None:
@@ -87,29 +89,33 @@ def plan_proxy(ctx: Context, changes: list[Change], proxy_changed: bool) -> None
     if ctx.state.desired != "running" or any(c.action in ("start", "restart") for c in changes):
         return
     socket = ctx.paths.proxy_socket_name(ctx.app)
-    if proxy_changed or ctx.bus.read_unit(socket, with_file_state=False).active_state != "active":
+    if proxy_changed or ctx.host.read_unit(socket, with_file_state=False).active_state != "active":
         changes.append(Change(f"service:{socket}", "restart", f"restart {socket} (Caddy's way into the app)",
-                              run=lambda: restart_proxy(ctx.paths, ctx.app)))
+                              ops=restart_proxy_ops(ctx.paths, ctx.app)))
 
 
-def plan(ctx: Context, unit_file_changes: bool, proxy_changed: bool = False) -> Step:
+def plan(ctx: Context, unit_file_changes: bool, proxy_changed: bool = False, force_restart: bool = False,
+         record_hash: bool = True) -> Step:
+    """record_hash=False (start/stop/restart, which render nothing): what the process is started
+    with stays as recorded, and only a restart asked for (force_restart) restarts it."""
     unit, paths, app = ctx.unit_name, ctx.paths, ctx.app
-    state = ctx.bus.read_unit(unit)
-    new_hash = started_hash(ctx)
+    state = ctx.host.read_unit(unit)
+    new_hash = started_hash(ctx) if record_hash else ctx.state.started_hash
     changes = diff_service(unit, ctx.state.desired, state, unit_file_changes,
-                           os.path.islink(wants_link(paths, app)), ctx.state.started_hash, new_hash)
+                           ctx.host.is_link(wants_link(paths, app)), ctx.state.started_hash, new_hash)
+    if force_restart and ctx.state.desired == "running" and not any(c.action in ("start", "restart") for c in changes):
+        changes.append(Change(f"service:{unit}", "restart", f"restart {unit} (asked for)"))
     for c in changes:
         if c.action == "enable":
-            c.run = lambda: enable(paths, app)
+            c.then(Symlink(wants_link(paths, app), paths.unit(app)))
         elif c.action == "disable":
-            c.run = lambda: disable(paths, app)
+            c.then(RemoveFile(wants_link(paths, app)))
         elif c.action == "daemon-reload":
-            c.run = systemd.daemon_reload
+            c.then(Systemctl(("daemon-reload",)))
+        elif c.action == "stop":
+            c.then(*stop_ops(paths, app))
         else:
-            def run(action=c.action):
-                start_or_restart(paths, app, action)
-                ctx.record(started_hash=new_hash)
-            c.run = run
+            c.then(*start_ops(paths, app, c.action), *((Record.of(started_hash=new_hash),) if record_hash else ()))
     plan_proxy(ctx, changes, proxy_changed)
     if ctx.state.desired != "running":
         note = f"{unit} stays stopped (ripdep stop was recorded; ripdep start runs it)"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from ripdep import render
 from ripdep.context import Context
 from ripdep.errors import ValidationFailed
-from ripdep.host import systemd
-from ripdep.resources import Step
+from ripdep.resources import Record, Step
 from ripdep.resources.file import DesiredFile, plan_file
 
 MAX_EXPOSURE = {"strict": 1.5, "jit": 1.5}
@@ -29,19 +25,15 @@ def check_exec_lines(name: str, text: str) -> None:
                                    hint="the program in 'start' must not begin with + ! @ - :")
 
 
-def validate_unit(name: str, text: str, profile: str) -> float:
+def validate_unit(host, name: str, text: str, profile: str) -> float:
     """The command-line gate, systemd-analyze verify (any stderr fails) and the exposure gate;
     returns the score."""
     check_exec_lines(name, text)
-    with tempfile.TemporaryDirectory(prefix="ripdep-verify.") as tmp:
-        path = Path(tmp) / name
-        path.write_text(text)
-        problems = systemd.verify_unit(str(path))
-        if problems:
-            raise ValidationFailed(f"unit {name} failed systemd-analyze verify; the live unit was kept",
-                                   hint="check the manifest's start command and the template units/app.service.j2",
-                                   details=problems)
-        score = systemd.security_score(str(path))
+    problems, score = host.verify_unit(name, text)
+    if problems or score is None:
+        raise ValidationFailed(f"unit {name} failed systemd-analyze verify; the live unit was kept",
+                               hint="check the manifest's start command and the template units/app.service.j2",
+                               details=problems)
     if score > MAX_EXPOSURE[profile]:
         raise ValidationFailed(f"unit {name} scores {score} exposure, above {MAX_EXPOSURE[profile]} for "
                                f"profile {profile!r}; the live unit was kept",
@@ -54,13 +46,12 @@ def plan(ctx: Context) -> Step:
     text = render.render_unit(ctx.spec, ctx.paths, credentials)
     ctx.unit_text = text
     want = DesiredFile(ctx.paths.unit(ctx.app), text.encode(), 0o644, marker=render.MARKER.format(app=ctx.app))
-    changes = plan_file(f"unit:{ctx.unit_name}", want)
+    changes = plan_file(ctx.host, f"unit:{ctx.unit_name}", want)
     note = ""
     if changes and changes[0].action != "fix":
-        score = validate_unit(ctx.unit_name, text, ctx.spec.profile)
+        score = validate_unit(ctx.host, ctx.unit_name, text, ctx.spec.profile)
         note = f"exposure {score}"
-        write = changes[0].run
-        changes[0].run = lambda: (write(), ctx.record(exposure=score))
+        changes[0].then(Record.of(exposure=score))
     elif ctx.state.exposure is not None:
         note = f"exposure {ctx.state.exposure}"
     return Step(f"unit:{ctx.unit_name}", changes, note)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ripdep.context import Context
 from ripdep.errors import Conflict
 from ripdep.host import users
-from ripdep.resources import Change, Step
+from ripdep.resources import Change, CreateUser, ModifyUser, Step
 
 
 def gecos(app: str) -> str:
@@ -31,9 +31,8 @@ def diff_user(app: str, current: users.UserState | None, home: str, group_exists
 
 def plan(ctx: Context) -> Step:
     app, home = ctx.app, str(ctx.paths.app_state_dir(ctx.app))
-    current = users.read_user(app)
-    changes = diff_user(app, current, home, users.group_exists(app))
+    current = ctx.host.read_user(app)
+    changes = diff_user(app, current, home, ctx.host.group_exists(app))
     for c in changes:
-        c.run = (lambda: users.create_system_user(app, gecos=gecos(app), home=home)) if c.action == "create" \
-            else (lambda: users.modify_user(app, gecos=gecos(app), home=home))
+        c.then((CreateUser if c.action == "create" else ModifyUser)(app, gecos(app), home))
     return Step(f"user:{app}", changes, f"uid {current.uid}" if current else "")

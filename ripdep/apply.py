@@ -1,0 +1,52 @@
+"""The one dispatcher: carries out a planned change's ops against the run's host. Planning decides
+everything; this only does it, in order (a crash between two ops converges on the rerun)."""
+
+from __future__ import annotations
+
+from ripdep.context import Context
+from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, InstallCode, ModifyUser, Record, RemoveFile, Sql,
+                              Symlink, Systemctl, WriteFile, WriteSecret)
+
+
+def apply_op(op, ctx: Context) -> None:
+    host = ctx.host
+    match op:
+        case WriteFile():
+            for folder, mode in op.dirs:
+                host.ensure_dir(folder, mode=mode)
+            host.write_file(op.path, op.content, mode=op.mode, uid=op.uid, gid=op.gid, tmp_dir=op.tmp_dir)
+        case RemoveFile():
+            host.remove_file(op.path)
+        case Symlink():
+            host.symlink(op.link, op.target)
+        case Systemctl():
+            host.systemctl(*op.args, quiet=op.quiet)
+        case Sql():
+            host.sql(op.statements, transaction=op.transaction)
+        case CreateUser():
+            host.create_user(op.name, gecos=op.gecos, home=op.home)
+        case ModifyUser():
+            host.modify_user(op.name, gecos=op.gecos, home=op.home)
+        case InstallCode():
+            host.install_code(ctx.paths, op.app, op.source, op.digest)
+        case WriteSecret():
+            host.write_secret(op.folder, op.key, op.value)
+        case Record():
+            ctx.record(**dict(op.fields))
+        case Claim():
+            from ripdep.resources.route import refuse_taken
+
+            with host.host_lock(ctx.paths):
+                refuse_taken(ctx, op.key)
+                ctx.record(route=op.key)
+        case CaddySwap():
+            from ripdep.resources.route import swap_and_reload
+
+            swap_and_reload(ctx, op.wanted, op.previous)
+        case _:
+            raise TypeError(f"not an op: {op!r}")
+
+
+def apply_change(change: Change, ctx: Context) -> None:
+    for op in change.ops:
+        apply_op(op, ctx)
