@@ -17,7 +17,7 @@ from ripdep.host import fs
 from ripdep.lock import app_lock
 from ripdep.ops import require_app
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import Change, Step
+from ripdep.resources import Action, Change, Step
 from ripdep.secret import Secret, check_name, generate, read_store, remove_secret, secret_mtime, write_secret
 from ripdep.spec import RESERVED_ENV, load_manifest, parse_manifest
 
@@ -83,7 +83,7 @@ def config_set(app: str, pairs: tuple[str, ...], no_restart: bool, paths: Paths 
         clash = sorted(set(values) & set(spec.secrets))
         if clash:
             raise Conflict(f"{clash[0]} is a secret of {app}: use ripdep secret set {app} {clash[0]}")
-        changes = [Change(f"manifest:{app}", "update", f"set env {k}") for k, v in values.items() if spec.env.get(k) != v]
+        changes = [Change(f"manifest:{app}", Action.UPDATE, f"set env {k}") for k, v in values.items() if spec.env.get(k) != v]
         edit_manifest(app, paths, lambda doc: _table(doc, "env").update(values))
         return _apply(app, paths, changes, no_restart, progress)
 
@@ -102,7 +102,7 @@ def config_unset(app: str, keys: tuple[str, ...], no_restart: bool, paths: Paths
             for key in present:
                 del doc["env"][key]
         edit_manifest(app, paths, mutate)
-        changes = [Change(f"manifest:{app}", "update", f"unset env {k}") for k in present]
+        changes = [Change(f"manifest:{app}", Action.UPDATE, f"unset env {k}") for k in present]
         return _apply(app, paths, changes, no_restart, progress)
 
 
@@ -136,7 +136,7 @@ def read_secret_value(raw: bytes) -> Secret:
 
 
 def _secret_change(app: str, name: str, action: str) -> Change:
-    return Change(f"secret:{app}/{name}", action, f"{action} secret {name}")
+    return Change(f"secret:{app}/{name}", Action(action), f"{action} secret {name}")
 
 
 def secret_set(app: str, name: str, value: Secret, no_restart: bool, paths: Paths = PATHS,
@@ -155,7 +155,7 @@ def secret_set(app: str, name: str, value: Secret, no_restart: bool, paths: Path
         changes = []
         if source is None:
             edit_manifest(app, paths, lambda doc: _table(doc, "secrets").update({name: "stored"}))
-            changes.append(Change(f"manifest:{app}", "update", f"declare secret {name} (stored)"))
+            changes.append(Change(f"manifest:{app}", Action.UPDATE, f"declare secret {name} (stored)"))
         current = read_store(paths.secrets(app)).get(name)
         if current != value:
             write_secret(paths.secrets(app), name, value)
@@ -190,7 +190,7 @@ def secret_unset(app: str, name: str, no_restart: bool, paths: Paths = PATHS,
             def mutate(doc):
                 del doc["secrets"][name]
             edit_manifest(app, paths, mutate)
-            changes.append(Change(f"manifest:{app}", "update", f"remove secret {name} from the manifest"))
+            changes.append(Change(f"manifest:{app}", Action.UPDATE, f"remove secret {name} from the manifest"))
         if remove_secret(paths.secrets(app), name):
             changes.append(_secret_change(app, name, "remove"))
         if not changes:

@@ -4,8 +4,8 @@ everything; this only does it, in order (a crash between two ops converges on th
 from __future__ import annotations
 
 from ripdep.context import Context
-from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, InstallCode, ModifyUser, Record, RemoveFile, Sql,
-                              Symlink, Systemctl, WriteFile, WriteSecret)
+from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, DeleteUser, InstallCode, ModifyUser, Record,
+                              RemoveFile, RemoveTree, Sql, Symlink, Systemctl, WriteFile, WriteSecret)
 
 
 def apply_op(op, ctx: Context) -> None:
@@ -17,6 +17,8 @@ def apply_op(op, ctx: Context) -> None:
             host.write_file(op.path, op.content, mode=op.mode, uid=op.uid, gid=op.gid, tmp_dir=op.tmp_dir)
         case RemoveFile():
             host.remove_file(op.path)
+        case RemoveTree():
+            host.remove_tree(op.path)
         case Symlink():
             host.symlink(op.link, op.target)
         case Systemctl():
@@ -27,6 +29,8 @@ def apply_op(op, ctx: Context) -> None:
             host.create_user(op.name, gecos=op.gecos, home=op.home)
         case ModifyUser():
             host.modify_user(op.name, gecos=op.gecos, home=op.home)
+        case DeleteUser():
+            host.delete_user(op.name)
         case InstallCode():
             host.install_code(ctx.paths, op.app, op.source, op.digest)
         case WriteSecret():

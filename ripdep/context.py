@@ -36,6 +36,13 @@ class Context:
         return self.spec.url
 
     @property
+    def allocated_port(self) -> int:
+        """The app's port, for what is planned after port.plan chose it."""
+        if self.port is None:
+            raise RuntimeError(f"{self.app}: the port is used before it was planned")
+        return self.port
+
+    @property
     def unit_name(self) -> str:
         return self.paths.unit_name(self.app)
 

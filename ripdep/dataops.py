@@ -9,16 +9,13 @@ from pathlib import Path
 
 from ripdep import backup, engine, names
 from ripdep.errors import BackupInvalid, BadInput, PreconditionFailed, RipdepError, UnknownApp
-from ripdep.host import caddy, fs, systemd, users
+from ripdep.host import systemd, users
 from ripdep.host.postgres import SCRATCH_DB, Postgres
 from ripdep.hostconfig import load_host_config
 from ripdep.lock import app_lock, scratch_lock
 from ripdep.ops import require_app
 from ripdep.paths import PATHS, Paths
-from ripdep.render import MARKER
-from ripdep.resources import Change, Step, database, service
-from ripdep.resources.file import has_marker
-from ripdep.resources.user import gecos
+from ripdep.resources import Action, Change, Step, database
 from ripdep.spec import load_manifest
 
 
@@ -145,11 +142,11 @@ def _restore_parts(app: str, folder: Path, paths: Paths) -> Step:
                                         details=error.splitlines()[-10:])
             staged = backup.stage_state(folder / "state.tar", app, paths, "restore")
             unit = paths.unit_name(app)
-            changes = [Change(f"service:{unit}", "stop", f"stop {unit}")]
+            changes = [Change(f"service:{unit}", Action.STOP, f"stop {unit}")]
             systemd.systemctl("stop", unit)
             if with_db:
                 _swap_database(app, pg)
-                changes.append(Change(f"database:{app}", "restore", f"restore database {app} from {folder.name}"))
+                changes.append(Change(f"database:{app}", Action.RESTORE, f"restore database {app} from {folder.name}"))
             _swap_state_dir(staged, paths.app_state_dir(app))
             staged = None
         except BaseException:
@@ -159,12 +156,12 @@ def _restore_parts(app: str, folder: Path, paths: Paths) -> Step:
             raise
         finally:
             pg.close()
-        changes.append(Change(f"state-dir:{app}", "restore", f"restore {paths.app_state_dir(app)} (owner {app})"))
+        changes.append(Change(f"state-dir:{app}", Action.RESTORE, f"restore {paths.app_state_dir(app)} (owner {app})"))
         for secret in sorted((folder / "secrets").glob("*")):
             from ripdep.secret import Secret, write_secret
 
             write_secret(paths.secrets(app), secret.name, Secret(secret.read_text()))
-        changes.append(Change(f"secrets:{app}", "restore", f"restore secrets from {folder.name}"))
+        changes.append(Change(f"secrets:{app}", Action.RESTORE, f"restore secrets from {folder.name}"))
         return Step(f"restore:{app}", changes, f"from {folder}")
 
 
@@ -175,116 +172,35 @@ def fresh_verified_backup(app: str, max_age: int, paths: Paths = PATHS) -> backu
     return good[-1] if good else None
 
 
-def destroy_app(app: str, yes: bool, take_backup: bool, paths: Paths = PATHS, progress=lambda s: None) -> engine.RunResult:
-    engine.require_root()
+def destroy_app(app: str, yes: bool, take_backup: bool, paths: Paths = PATHS, progress=lambda s: None,
+                check: bool = False) -> engine.RunResult:
+    """desired = absent (engine.remove), only behind a fresh verified backup whose content checks
+    pass again now. --check plans the removal and says whether the backup rule would refuse it."""
     names.check_app_name(app)
-    if not yes:
+    if not yes and not check:
         raise BadInput(f"destroy removes every resource of {app}; its backups are kept",
                        hint=f"add --yes (and --backup to take a verified backup first): ripdep destroy {app} --yes")
-    if not paths.manifest(app).exists() and not paths.state(app).exists():
-        raise UnknownApp(f"app {app!r} is not managed by ripdep")
-    systemd.require_systemd()
-    host = load_host_config(paths)
-    with app_lock(app, paths):
-        if take_backup:
-            spec = load_manifest(app, paths.manifest(app))
-            _backup_locked(spec, host, paths, lambda msg: None)
-        kept = fresh_verified_backup(app, host.destroy_backup_max_age, paths)
+    def guard(check: bool) -> list[Step]:
+        settings = load_host_config(paths)
+        if take_backup and not check:
+            _backup_locked(load_manifest(app, paths.manifest(app)), settings, paths, lambda msg: None)
+        kept = fresh_verified_backup(app, settings.destroy_backup_max_age, paths)
+        problems = backup.check_contents(Path(kept.path), app) if kept else []
+        rid = f"backups:{app}"
+        refusal: RipdepError
         if kept is None:
-            raise PreconditionFailed(
-                f"refusing to destroy {app}: no verified backup younger than {host.destroy_backup_max_age} s",
+            refusal = PreconditionFailed(
+                f"refusing to destroy {app}: no verified backup younger than {settings.destroy_backup_max_age} s",
                 hint=f"take one now: ripdep destroy {app} --yes --backup (or ripdep backup {app} first)")
-        # its verification may be old: a file changed since then would make it no safety net at all
-        problems = backup.check_contents(Path(kept.path), app)
-        if problems:
-            raise BackupInvalid(f"refusing to destroy {app}: backup {kept.name} no longer passes its checks",
-                                hint=f"take a new one: ripdep destroy {app} --yes --backup", details=problems)
-        t = engine.RunResult(app, False, url=None)
-        for step in _remove_all(app, paths):
-            progress(step)
-            t.steps.append(step)
-        t.steps.append(Step(f"backups:{app}", [], f"kept in {paths.backups(app)} (newest verified: {kept.name})"))
-        progress(t.steps[-1])
-        return t
+        elif problems:
+            # its verification may be old: a file changed since then would make it no safety net at all
+            refusal = BackupInvalid(f"refusing to destroy {app}: backup {kept.name} no longer passes its checks",
+                                    hint=f"take a new one: ripdep destroy {app} --yes --backup", details=problems)
+        else:
+            return [Step(rid, [], f"kept in {paths.backups(app)} (newest verified: {kept.name})")]
+        if not check:
+            raise refusal
+        what = "--backup would take one first" if take_backup else f"a real run would be refused: {refusal.message}"
+        return [Step(rid, [], what)]
 
-
-def _marked(path: Path, app: str) -> bool:
-    return has_marker(fs.read_file(path).content, MARKER.format(app=app))
-
-
-def _remove_all(app: str, paths: Paths):
-    """Each resource, only if it is ripdep's (markers), in an order that keeps others serving."""
-    unit = paths.unit_name(app)
-    # scheduled backups first: a timer must not fire into a half-removed app
-    timer, backup_service = paths.backup_unit_name(app, "timer"), paths.backup_unit_name(app)
-    changes = []
-    for name in (timer, backup_service):
-        if (paths.units / name).exists() and _marked(paths.units / name, app):
-            systemd.run_systemctl_quiet("disable", "--now", name)
-            fs.remove_file(paths.units / name)
-            changes.append(Change(f"unit:{name}", "remove", f"remove {name}"))
-    yield Step(f"backup-timer:{app}", changes)
-
-    snippets = [p for p in (paths.path_snippet(app), paths.host_snippet(app)) if _marked(p, app)]
-    if snippets:
-        caddy.validate({p: None for p in snippets}, paths)
-        for p in snippets:
-            fs.remove_file(p)
-        caddy.reload(paths)
-    yield Step(f"route:{app}", [Change(f"route:{app}", "remove", f"remove {p}") for p in snippets])
-
-    changes = []
-    proxies = [name for name in (paths.proxy_socket_name(app), paths.proxy_service_name(app))
-               if _marked(paths.units / name, app)]
-    if _marked(paths.unit(app), app) or proxies:
-        systemd.run_systemctl_quiet("stop", unit, *proxies)
-        service.disable(paths, app)
-        for name in proxies:
-            fs.remove_file(paths.units / name)
-        if _marked(paths.unit(app), app):
-            fs.remove_file(paths.unit(app))
-        systemd.daemon_reload()
-        systemd.run_systemctl_quiet("reset-failed", unit, *proxies)
-        changes.append(Change(f"unit:{unit}", "remove", f"stop and remove {', '.join([unit, *proxies])}"))
-    yield Step(f"unit:{unit}", changes)
-
-    changes = []
-    if _marked(paths.env_file(app), app):
-        fs.remove_file(paths.env_file(app))
-        changes.append(Change(f"env:{app}", "remove", f"remove {paths.env_file(app)}"))
-    if paths.secrets(app).is_dir():
-        shutil.rmtree(paths.secrets(app))
-        changes.append(Change(f"secrets:{app}", "remove", f"remove {paths.secrets(app)}"))
-    yield Step(f"env:{app}", changes)
-
-    pg = Postgres()
-    try:
-        role, db = pg.read_app(app)
-        changes = []
-        if db is not None and (db.comment == database.marker(app) or (db.owner == app and role
-                                                                    and role.comment == database.marker(app))):
-            pg.drop_database(app)
-            changes.append(Change(f"database:{app}", "remove", f"drop database {app}"))
-        if role is not None and role.comment == database.marker(app):
-            pg.drop_role(app)
-            changes.append(Change(f"role:{app}", "remove", f"drop role {app}"))
-    finally:
-        pg.close()
-    yield Step(f"database:{app}", changes)
-
-    changes = []
-    user = users.read_user(app)
-    if user is not None and user.gecos == gecos(app):
-        users.delete_user(app)
-        changes.append(Change(f"user:{app}", "remove", f"remove user and group {app}"))
-    for folder, rid in ((paths.app_state_dir(app), "state-dir"), (paths.code(app), "code")):
-        if folder.exists():
-            shutil.rmtree(folder)
-            changes.append(Change(f"{rid}:{app}", "remove", f"remove {folder}"))
-    yield Step(f"user:{app}", changes)
-
-    changes = []
-    for path, rid in ((paths.state(app), "state"), (paths.manifest(app), "manifest")):
-        if fs.remove_file(path):
-            changes.append(Change(f"{rid}:{app}", "remove", f"remove {path}"))
-    yield Step(f"manifest:{app}", changes)
+    return engine.remove(app, check=check, paths=paths, progress=progress, guard=guard)

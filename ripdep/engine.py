@@ -20,8 +20,8 @@ from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, Un
 from ripdep.host import Host, http
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import (Change, Record, Step, code, database, envfile, manifest, port, proxy, route, schedule,
-                              service, unit, user)
+from ripdep.resources import (Action, Change, Record, Step, absent, code, database, envfile, manifest, port, proxy, route,
+                              schedule, service, unit, user)
 from ripdep.spec import AppSpec, load_manifest
 from ripdep.state import AppState
 
@@ -92,7 +92,7 @@ def plan_desired(ctx: Context, verb: Verb) -> list[Step]:
     if verb.desired is None or verb.desired == ctx.state.desired:
         return []
     rid = f"state:{ctx.app}"
-    step = Step(rid, [Change(rid, "update", f"record desired state: {verb.desired}",
+    step = Step(rid, [Change(rid, Action.UPDATE, f"record desired state: {verb.desired}",
                              ops=(Record.of(desired=verb.desired),))])
     ctx.state = ctx.state.with_(desired=verb.desired)  # what the rest of the plan converges to
     return [step]
@@ -154,7 +154,7 @@ def health_check(ctx: Context, deadline: float) -> http.Probe:
     target = ctx.spec.health_target(str(ctx.paths.proxy_socket(ctx.app)))
     probe = ctx.host.probe(ctx.url, *target, deadline, gave_up)
     if probe.ok and ctx.spec.egress:
-        port.check_answerer(ctx.host, probe, ctx.port, ctx.app)
+        port.check_answerer(ctx.host, probe, ctx.allocated_port, ctx.app)
     return probe
 
 
@@ -206,6 +206,39 @@ def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY
 
 def deploy(app: str, manifest_file: Path | None = None, **kw) -> RunResult:
     return converge(app, manifest_file, verb=DEPLOY, **kw)
+
+
+def remove(app: str, *, check: bool = False, paths: Paths = PATHS, progress=lambda step: None,
+           host: Host | None = None, guard=lambda check: []) -> RunResult:
+    """destroy: desired = absent, through the same plan, dispatcher and confirmation as a deploy.
+    `guard(check)` runs under the app's lock before anything is planned (destroy's backup rule) and
+    returns steps to show (which backup is kept); it raises to refuse."""
+    names.check_app_name(app)
+    host = host or Host()
+    host.require_root()
+    if not paths.manifest(app).exists() and host.read_state(app, paths) is None:
+        raise UnknownApp(f"app {app!r} is not managed by ripdep")
+    host.require_systemd()
+    with host.app_lock(app, paths):
+        kept = guard(check)
+        # only the name matters to removal: a broken or missing manifest must not block a destroy
+        spec = AppSpec(app, paths.manifest(app), paths.code(app), ("/bin/true",))
+        ctx = Context(spec, load_host_config(paths), host.read_state(app, paths) or AppState(app), host=host,
+                      check=check, paths=paths)
+        try:
+            result = RunResult(app, check, absent.plan(host, paths, app))
+            if not check:
+                apply_all(ctx, result.steps, progress)
+                left = [c for s in absent.plan(host, paths, app) for c in s.changes]
+                if left:
+                    raise ApplyFailed(f"{app} was not removed completely: {left[0].id} is still there",
+                                      details=[f"{c.id}: {c.detail}" for c in left])
+            for step in kept:
+                progress(step)
+            result.steps += kept
+            return result
+        finally:
+            ctx.close()
 
 
 def confirm_converged(ctx: Context, verb: Verb = DEPLOY) -> None:

@@ -14,7 +14,7 @@ from ripdep.host.postgres import APPS_GROUP, SCRATCH_DB, Postgres
 from ripdep.host.proc import run
 from ripdep.hostconfig import DEFAULT_TEXT, load_host_config
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import Change, Step
+from ripdep.resources import Action, Change, Step
 
 HBA_BEGIN = "# BEGIN ripdep: app roles reach only their own database (ripdep init)"
 HBA_END = "# END ripdep"
@@ -115,18 +115,18 @@ def validate_caddyfile(text: str) -> None:
 
 
 def init_folders(paths: Paths) -> Step:
-    changes = [Change(f"folder:{p}", "create", f"ensure {p} mode {mode:04o}")
+    changes = [Change(f"folder:{p}", Action.CREATE, f"ensure {p} mode {mode:04o}")
                for p, mode in folders(paths) if fs.ensure_dir(p, mode=mode)]
     if fs.read_file(paths.host_config).content is None:
         fs.write_file(paths.host_config, DEFAULT_TEXT.encode(), mode=0o644)
-        changes.append(Change("config:ripdep.toml", "create", f"write {paths.host_config}"))
+        changes.append(Change("config:ripdep.toml", Action.CREATE, f"write {paths.host_config}"))
     return Step("host:folders", changes, str(paths.host_config))
 
 
 def init_postgres(pg: Postgres) -> Step:
     changes = []
     if pg.ensure_group_role():
-        changes.append(Change(f"role:{APPS_GROUP}", "create", f"create group role {APPS_GROUP}"))
+        changes.append(Change(f"role:{APPS_GROUP}", Action.CREATE, f"create group role {APPS_GROUP}"))
     hba = Path(pg.hba_file())
     current = hba.read_text()
     wanted = with_hba_block(current)
@@ -139,7 +139,7 @@ def init_postgres(pg: Postgres) -> Step:
             fs.write_file(hba, current.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
             pg.reload_config()
             raise ValidationFailed(f"{hba} with ripdep's rules has errors; the previous file was restored", details=errors)
-        changes.append(Change("pg_hba:ripdep", "update", f"add ripdep's rules to {hba} and reload PostgreSQL"))
+        changes.append(Change("pg_hba:ripdep", Action.UPDATE, f"add ripdep's rules to {hba} and reload PostgreSQL"))
     return Step("postgresql:host", changes, f"app roles confined by {hba}")
 
 
@@ -148,7 +148,7 @@ def init_caddy(paths: Paths, site: str) -> Step:
     dropin = paths.units / "caddy.service.d" / "ripdep.conf"
     if fs.read_file(dropin).content != CADDY_DROPIN.encode():
         fs.write_file(dropin, CADDY_DROPIN.encode(), mode=0o644)
-        changes.append(Change("unit:caddy.service", "update", f"write {dropin} (admin socket folder)"))
+        changes.append(Change("unit:caddy.service", Action.UPDATE, f"write {dropin} (admin socket folder)"))
     current = paths.caddyfile.read_text()
     wanted = with_caddy_imports(current, site, paths)
     if wanted != current:
@@ -156,12 +156,12 @@ def init_caddy(paths: Paths, site: str) -> Step:
         st = paths.caddyfile.stat()
         shutil.copy2(paths.caddyfile, paths.caddyfile.with_name("Caddyfile.before-ripdep"))
         fs.write_file(paths.caddyfile, wanted.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
-        changes.append(Change("caddy:Caddyfile", "update", f"add ripdep's imports and admin socket to {paths.caddyfile}"))
+        changes.append(Change("caddy:Caddyfile", Action.UPDATE, f"add ripdep's imports and admin socket to {paths.caddyfile}"))
     if changes:
         # the admin endpoint moves and the runtime folder appears only with a restart, not a reload
         systemd.daemon_reload()
         systemd.systemctl("restart", "caddy.service")
-        changes.append(Change("service:caddy.service", "restart", "restart Caddy"))
+        changes.append(Change("service:caddy.service", Action.RESTART, "restart Caddy"))
     return Step("caddy:host", changes, f"path routes in site '{site}', admin on {paths.caddy_admin_socket}")
 
 

@@ -81,7 +81,7 @@ def envelope(command: str, app: str | None = None, *, steps=(), check: bool = Fa
     """The document of every command. steps: what was planned or done (`changed` follows from them);
     data: the command's own payload (status rows, config values...), or None; error: the failure,
     which sets `failed`, `errors`, `exit_code` and `msg`."""
-    actions = [ActionDoc(**c.as_dict()) for s in steps for c in s.changes]
+    actions = [ActionDoc(id=c.id, action=c.action.value, detail=c.detail) for s in steps for c in s.changes]
     if error is not None:
         msg = error.message
     elif msg is None and check:
@@ -103,7 +103,8 @@ def envelope(command: str, app: str | None = None, *, steps=(), check: bool = Fa
         steps=[StepDoc(id=s.id, changed=s.changed, note=s.note) for s in steps],
         health=health.as_dict() if health else None,
         diff=[c.diff for s in steps for c in s.changes if c.diff] if with_diff else [],
-        errors=[ErrorDoc(**error.as_dict())] if error is not None else [],
+        errors=[ErrorDoc(code=error.code, message=error.message, hint=error.hint, details=list(error.details))]
+        if error is not None else [],
         exit_code=exit_code,
         data=data,
     )
@@ -121,11 +122,11 @@ def run_document(command: str, app: str, result=None, error: RipdepError | None 
 def backup_steps(result) -> list:
     """A backup as steps, so that its envelope says `changed` and lists what it wrote and pruned
     like every other command does."""
-    from ripdep.resources import Change, Step
+    from ripdep.resources import Action, Change, Step
 
     rid = f"backup:{result.app}"
-    changes = [Change(f"{rid}/{result.backup.name}", "create", f"take and verify backup {result.backup.name}")]
-    changes += [Change(f"{rid}/{name}", "remove", f"prune backup {name}") for name in result.removed]
+    changes = [Change(f"{rid}/{result.backup.name}", Action.CREATE, f"take and verify backup {result.backup.name}")]
+    changes += [Change(f"{rid}/{name}", Action.REMOVE, f"prune backup {name}") for name in result.removed]
     return [Step(rid, changes)]
 
 

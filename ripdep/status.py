@@ -147,7 +147,7 @@ def _database_sizes(apps: list[str]) -> tuple[dict[str, int], dict[str, RoleStat
         roles = read_roles(apps)
     except RipdepError as e:
         return e
-    return {name: int(size) for name, size in rows}, roles
+    return {str(name): int(size or 0) for name, size in rows}, roles
 
 
 def _set_sizes(rows: list[AppStatus], found: tuple[dict[str, int], dict[str, RoleState]] | RipdepError) -> None:
@@ -167,10 +167,11 @@ def _set_sizes(rows: list[AppStatus], found: tuple[dict[str, int], dict[str, Rol
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "-"
+    size = float(n)
     for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
     return "-"
 
 

@@ -40,6 +40,11 @@ class Host:
 
         return fs.ensure_dir(path, mode=mode, uid=uid, gid=gid)
 
+    def remove_tree(self, path: Path) -> None:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)  # rmtree unlinks symlinks, never follows them
+
     def symlink(self, link: Path, target: Path) -> None:
         from ripdep.host import fs
 
@@ -70,6 +75,11 @@ class Host:
         from ripdep.host import users
 
         users.modify_user(name, gecos=gecos, home=home)
+
+    def delete_user(self, name: str) -> None:
+        from ripdep.host import users
+
+        users.delete_user(name)
 
     # --- systemd -------------------------------------------------------------------------------
     @property

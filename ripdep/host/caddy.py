@@ -32,8 +32,8 @@ def _copy_snippets(src: Path, dst: Path, overrides: dict[Path, bytes | None]) ->
 
 def validate(overrides: dict[Path, bytes | None], paths: Paths = PATHS) -> None:
     """Raise ValidationFailed unless the live configuration with `overrides` applied is valid."""
-    with tempfile.TemporaryDirectory(prefix="ripdep-caddy.") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="ripdep-caddy.") as tmp_name:
+        tmp = Path(tmp_name)
         _copy_snippets(paths.caddy_paths, tmp / "paths", overrides)
         _copy_snippets(paths.caddy_hosts, tmp / "hosts", overrides)
         main = paths.caddyfile.read_text()

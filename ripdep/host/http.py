@@ -48,7 +48,7 @@ def get(target: int | str, path: str, host_header: str | None, timeout: float) -
                f"User-Agent: ripdep-health\r\nConnection: close\r\n\r\n").encode()
     with connect(target, timeout) as sock:
         sock.sendall(request)
-        chunks = []
+        chunks: list[bytes] = []
         while sum(map(len, chunks)) < 65536:
             chunk = sock.recv(65536)
             if not chunk:

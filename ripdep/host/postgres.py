@@ -144,7 +144,7 @@ def read_roles(names: list[str]) -> dict[str, RoleState]:
     if not names:
         return {}
     query = f"SELECT {ROLE_COLUMNS} FROM pg_roles r WHERE r.rolname = ANY (string_to_array(:'names', ','))"
-    return {row[0]: role_from_row(row) for row in psql_rows(query, names=",".join(names), group=APPS_GROUP)}
+    return {str(row[0]): role_from_row(row) for row in psql_rows(query, names=",".join(names), group=APPS_GROUP)}
 
 
 class Postgres:
@@ -186,7 +186,7 @@ class Postgres:
             if row[0] == "role":
                 role = role_from_row(row[1:])
             else:
-                database = DatabaseState(row[1], row[2], row[3], row[4] == "true", row[5])
+                database = DatabaseState(str(row[1]), str(row[2]), row[3], row[4] == "true", row[5])
         return role, database
 
     def hba_file(self) -> str:

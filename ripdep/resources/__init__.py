@@ -71,6 +71,18 @@ class Sql:
 
 
 @dataclass(frozen=True)
+class RemoveTree:
+    """A folder and everything below it (links are removed, never followed)."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
+class DeleteUser:
+    name: str
+
+
+@dataclass(frozen=True)
 class CreateUser:
     name: str
     gecos: str
@@ -124,8 +136,8 @@ class CaddySwap:
     previous: dict = field(repr=False, hash=False)
 
 
-Op = (WriteFile | RemoveFile | Symlink | Systemctl | Sql | CreateUser | ModifyUser | InstallCode | WriteSecret
-      | Record | Claim | CaddySwap)
+Op = (WriteFile | RemoveFile | RemoveTree | Symlink | Systemctl | Sql | CreateUser | ModifyUser | DeleteUser
+      | InstallCode | WriteSecret | Record | Claim | CaddySwap)
 
 
 @dataclass

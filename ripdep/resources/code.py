@@ -18,7 +18,7 @@ from ripdep.context import Context
 from ripdep.errors import BadInput, Conflict
 from ripdep.host import fs
 from ripdep.render import MARKER
-from ripdep.resources import Change, InstallCode, Step
+from ripdep.resources import Action, Change, InstallCode, Step
 
 MARKER_FILE = ".ripdep-managed"
 SKIP = {".git", "__pycache__", MARKER_FILE}
@@ -98,11 +98,11 @@ def read_marker(host, live: Path) -> str | None:
 def diff_code(app: str, live_exists: bool, marker: str | None, digest: str) -> list[Change]:
     rid = f"code:{app}"
     if not live_exists:
-        return [Change(rid, "create", f"copy code to /srv/ripdep/{app}")]
+        return [Change(rid, Action.CREATE, f"copy code to /srv/ripdep/{app}")]
     if marker is None or not marker.startswith(MARKER.format(app=app) + "\n"):
         raise Conflict(f"/srv/ripdep/{app} exists and was not written by ripdep")
     if marker != marker_text(app, digest):
-        return [Change(rid, "update", f"copy changed code to /srv/ripdep/{app}")]
+        return [Change(rid, Action.UPDATE, f"copy changed code to /srv/ripdep/{app}")]
     return []
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ripdep.context import Context
 from ripdep.errors import BadInput, Conflict, PreconditionFailed
 from ripdep.host.postgres import APPS_GROUP, DatabaseState, RoleState
-from ripdep.resources import Change, Sql, Step
+from ripdep.resources import Action, Change, Sql, Step
 
 
 def marker(app: str) -> str:
@@ -17,13 +17,13 @@ def marker(app: str) -> str:
 def diff_role(app: str, current: RoleState | None) -> list[Change]:
     rid = f"role:{app}"
     if current is None:
-        return [Change(rid, "create", f"create role {app} in {APPS_GROUP}")]
+        return [Change(rid, Action.CREATE, f"create role {app} in {APPS_GROUP}")]
     if current.comment != marker(app):
         raise Conflict(f"PostgreSQL role {app!r} exists and was not created by ripdep",
                        hint="pick another app name; ripdep never adopts roles it did not create")
     drift = current.drift()
     if drift:
-        return [Change(rid, "fix", f"reset role {app} to LOGIN in {APPS_GROUP} and nothing more "
+        return [Change(rid, Action.FIX, f"reset role {app} to LOGIN in {APPS_GROUP} and nothing more "
                                    f"(it had: {', '.join(drift)})")]
     return []
 
@@ -32,7 +32,7 @@ def diff_database(app: str, current: DatabaseState | None, locale: str | None = 
     rid = f"database:{app}"
     if current is None:
         where = f" with locale {locale}" if locale else ""
-        return [Change(rid, "create", f"create database {app} owned by {app}{where}")]
+        return [Change(rid, Action.CREATE, f"create database {app} owned by {app}{where}")]
     if locale and current.collate and current.collate != locale:
         raise PreconditionFailed(
             f"database {app} has locale {current.collate}, the manifest asks for {locale}; "
@@ -44,9 +44,9 @@ def diff_database(app: str, current: DatabaseState | None, locale: str | None = 
         if current.owner != app:
             raise Conflict(f"database {app!r} exists and was not created by ripdep",
                            hint="pick another app name; ripdep never adopts databases it did not create")
-        return [Change(rid, "fix", f"mark database {app} as ripdep's (left unmarked by an interrupted run)")]
+        return [Change(rid, Action.FIX, f"mark database {app} as ripdep's (left unmarked by an interrupted run)")]
     if current.owner != app or current.public_can_connect:
-        return [Change(rid, "fix", f"set owner of database {app} to {app} and revoke CONNECT from PUBLIC")]
+        return [Change(rid, Action.FIX, f"set owner of database {app} to {app} and revoke CONNECT from PUBLIC")]
     return []
 
 

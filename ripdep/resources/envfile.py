@@ -14,7 +14,7 @@ import hashlib
 from ripdep import render
 from ripdep.context import Context
 from ripdep.errors import PreconditionFailed
-from ripdep.resources import Change, Step, WriteSecret
+from ripdep.resources import Action, Change, Step, WriteSecret
 from ripdep.resources.file import DesiredFile, plan_file
 from ripdep.secret import Secret, generate
 
@@ -47,7 +47,7 @@ def resolve_secrets(ctx: Context) -> tuple[dict[str, Secret], list[Change]]:
     changes = []
     for key, value in sorted(wanted.items()):
         if stored.get(key) != value:
-            action = "create" if key not in stored else "update"
+            action = Action.CREATE if key not in stored else Action.UPDATE
             changes.append(Change(f"secret:{ctx.app}/{key}", action, f"{action} secret {key}",
                                   ops=(WriteSecret(folder, key, value),)))
     return wanted, changes
@@ -70,7 +70,7 @@ def plan_secrets(ctx: Context) -> Step:
 
 def plan(ctx: Context) -> Step:
     secrets = ctx.secrets if ctx.spec.delivery == "env" else {}
-    env = render.app_environment(ctx.spec, ctx.port)
+    env = render.app_environment(ctx.spec, ctx.allocated_port)
     text = render.render_env_file(ctx.app, env, {k: v.reveal() for k, v in secrets.items()})
     ctx.env_text = text + (secrets_digest(ctx.secrets) if ctx.spec.delivery == "credentials" else "")
     keys = set(secrets)

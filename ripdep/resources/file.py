@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ripdep.errors import Conflict
 from ripdep.host import fs
-from ripdep.resources import Change, WriteFile
+from ripdep.resources import Action, Change, WriteFile
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,15 @@ def unified_diff(path: Path, old: bytes | None, new: bytes) -> str:
 def diff_file(rid: str, current: fs.FileState, want: DesiredFile, current_masked: bytes | None = None) -> list[Change]:
     """Pure: the changes that turn `current` into `want` (without their `run`)."""
     if current.content is None:
-        return [Change(rid, "create", f"create {want.path}", unified_diff(want.path, None, want.masked or want.content))]
+        return [Change(rid, Action.CREATE, f"create {want.path}", unified_diff(want.path, None, want.masked or want.content))]
     if want.marker:
         refuse_foreign(want.path, current.content, want.marker)
     changes = []
     if current.content != want.content:
         old = current_masked if current_masked is not None else current.content
-        changes.append(Change(rid, "update", f"update {want.path}", unified_diff(want.path, old, want.masked or want.content)))
+        changes.append(Change(rid, Action.UPDATE, f"update {want.path}", unified_diff(want.path, old, want.masked or want.content)))
     elif (current.mode, current.uid, current.gid) != (want.mode, want.uid, want.gid):
-        changes.append(Change(rid, "fix", f"set mode {want.mode:04o} owner {want.uid}:{want.gid} on {want.path}"))
+        changes.append(Change(rid, Action.FIX, f"set mode {want.mode:04o} owner {want.uid}:{want.gid} on {want.path}"))
     return changes
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ripdep.context import Context
 from ripdep.errors import PreconditionFailed
-from ripdep.resources import Change, Record, Step
+from ripdep.resources import Action, Change, Record, Step
 
 
 def listeners() -> list[tuple[int, int]]:
@@ -65,5 +65,5 @@ def plan(ctx: Context) -> Step:
         if not ctx.check:
             host.reserve_port(ctx.paths, port)
     ctx.port = port
-    return Step(rid, [Change(rid, "allocate", f"allocate 127.0.0.1:{port}", ops=(Record.of(port=port),))],
+    return Step(rid, [Change(rid, Action.ALLOCATE, f"allocate 127.0.0.1:{port}", ops=(Record.of(port=port),))],
                 f"127.0.0.1:{port}")

@@ -19,6 +19,6 @@ def plan(ctx: Context) -> Step:
     rid = f"proxy:{ctx.app}"
     marker = render.MARKER.format(app=ctx.app)
     changes = []
-    for name, text in render.render_proxy_units(ctx.spec, ctx.port, ctx.paths).items():
+    for name, text in render.render_proxy_units(ctx.spec, ctx.allocated_port, ctx.paths).items():
         changes += plan_file(ctx.host, rid, DesiredFile(ctx.paths.units / name, text.encode(), 0o644, marker=marker))
     return Step(rid, changes, str(ctx.paths.proxy_socket(ctx.app)))

@@ -8,7 +8,7 @@ import hashlib
 from ripdep import names, render
 from ripdep.context import Context
 from ripdep.errors import Conflict, RipdepError
-from ripdep.resources import CaddySwap, Change, Claim, Record, Step
+from ripdep.resources import Action, CaddySwap, Change, Claim, Record, Step
 from ripdep.resources.file import refuse_foreign, unified_diff
 
 
@@ -23,7 +23,7 @@ def desired_snippets(ctx: Context) -> dict:
 
 
 def route_key(ctx: Context) -> str:
-    return f"host:{ctx.spec.route.host}" if ctx.spec.route.host else ctx.spec.route.path
+    return f"host:{ctx.spec.route.host}" if ctx.spec.route.host else ctx.spec.route.path or ""
 
 
 def refuse_taken(ctx: Context, key: str) -> None:
@@ -43,7 +43,7 @@ def claim(ctx: Context) -> Step:
     refuse_taken(ctx, key)
     if ctx.state.route == key:
         return Step(rid, [], key.removeprefix("host:"))
-    return Step(rid, [Change(rid, "claim", f"claim route {key.removeprefix('host:')}", ops=(Claim(key),))])
+    return Step(rid, [Change(rid, Action.CLAIM, f"claim route {key.removeprefix('host:')}", ops=(Claim(key),))])
 
 
 def plan(ctx: Context) -> Step:
@@ -57,7 +57,7 @@ def plan(ctx: Context) -> Step:
         refuse_foreign(path, have, marker)
         if have == want:
             continue
-        action = "remove" if want is None else ("create" if have is None else "update")
+        action = Action.REMOVE if want is None else (Action.CREATE if have is None else Action.UPDATE)
         changes.append(Change(rid, action, f"{action} {path}", unified_diff(path, have, want or b"")))
     live_hash = hashlib.sha256(b"".join(w or b"-" for w in wanted.values())).hexdigest()
     swap = (CaddySwap(wanted, current), Record.of(caddy_hash=live_hash))
@@ -65,7 +65,7 @@ def plan(ctx: Context) -> Step:
         ctx.host.caddy_validate({p: wanted[p] for p in wanted}, ctx.paths)  # before anything on the host changes
         changes[-1].then(*swap)
     elif ctx.state.caddy_hash != live_hash:
-        changes.append(Change(rid, "reload", "reload Caddy (the live config may predate the snippet)", ops=swap))
+        changes.append(Change(rid, Action.RELOAD, "reload Caddy (the live config may predate the snippet)", ops=swap))
     return Step(rid, changes, f"{ctx.url}")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ripdep import render
 from ripdep.context import Context
 from ripdep.errors import BadInput
-from ripdep.resources import Change, RemoveFile, Step, Symlink, Systemctl
+from ripdep.resources import Action, Change, RemoveFile, Step, Symlink, Systemctl
 from ripdep.resources.file import DesiredFile, plan_file, refuse_foreign
 
 RIPDEP = "/usr/local/bin/ripdep"
@@ -38,7 +38,7 @@ def plan(ctx: Context) -> Step:
         if present:
             ops = (Systemctl(("stop", timer), quiet=True), RemoveFile(link),
                    *(RemoveFile(paths.units / name) for name in present), Systemctl(("daemon-reload",)))
-            changes.append(Change(rid, "remove", f"remove scheduled backups ({', '.join(present)})", ops=ops))
+            changes.append(Change(rid, Action.REMOVE, f"remove scheduled backups ({', '.join(present)})", ops=ops))
         return Step(rid, changes, "no [backup] schedule")
     context = dict(marker=marker, app=app, ripdep=RIPDEP, schedule=schedule)
     for name, template in ((svc, "units/backup.service.j2"), (timer, "units/backup.timer.j2")):
@@ -47,10 +47,10 @@ def plan(ctx: Context) -> Step:
     if changes:
         check_calendar(ctx.host, schedule)
     if not ctx.host.is_link(link):
-        changes.append(Change(rid, "enable", f"enable {timer}", ops=(Symlink(link, paths.units / timer),)))
+        changes.append(Change(rid, Action.ENABLE, f"enable {timer}", ops=(Symlink(link, paths.units / timer),)))
     state = ctx.host.read_unit(timer, with_file_state=False)
     if changes or state.active_state != "active":
-        changes.append(Change(rid, "start", f"start {timer} ({schedule})",
+        changes.append(Change(rid, Action.START, f"start {timer} ({schedule})",
                               ops=(Systemctl(("daemon-reload",)), Systemctl(("restart", timer)))))
     return Step(rid, changes, f"backups: {schedule}")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from ripdep.context import Context
 from ripdep.host import fs, systemd
 from ripdep.paths import Paths
-from ripdep.resources import Change, Record, RemoveFile, Step, Symlink, Systemctl
+from ripdep.resources import Action, Change, Record, RemoveFile, Step, Symlink, Systemctl
 
 WANTS = "multi-user.target.wants"
 
@@ -38,18 +38,18 @@ def diff_service(unit: str, desired: str, state: systemd.UnitState | None, unit_
     changes = []
     running = desired == "running"
     if running != enabled_link:
-        changes.append(Change(rid, "enable", f"enable {unit} (start at boot)") if running
-                       else Change(rid, "disable", f"disable {unit} (ripdep stop was recorded)"))
+        changes.append(Change(rid, Action.ENABLE, f"enable {unit} (start at boot)") if running
+                       else Change(rid, Action.DISABLE, f"disable {unit} (ripdep stop was recorded)"))
     if unit_file_changes or (state is not None and state.need_daemon_reload) or changes:
-        changes.append(Change(rid, "daemon-reload", "reload systemd's unit files"))
+        changes.append(Change(rid, Action.DAEMON_RELOAD, "reload systemd's unit files"))
     if not running:
         if state is not None and (is_active(state) or state.active_state == "failed"):
-            changes.append(Change(rid, "stop", f"stop {unit}"))
+            changes.append(Change(rid, Action.STOP, f"stop {unit}"))
         return changes
     if not is_active(state):
-        changes.append(Change(rid, "start", f"start {unit}"))
+        changes.append(Change(rid, Action.START, f"start {unit}"))
     elif recorded_hash != new_hash:
-        changes.append(Change(rid, "restart", f"restart {unit} (unit, env or code changed)"))
+        changes.append(Change(rid, Action.RESTART, f"restart {unit} (unit, env or code changed)"))
     return changes
 
 
@@ -90,7 +90,7 @@ def plan_proxy(ctx: Context, changes: list[Change], proxy_changed: bool) -> None
         return
     socket = ctx.paths.proxy_socket_name(ctx.app)
     if proxy_changed or ctx.host.read_unit(socket, with_file_state=False).active_state != "active":
-        changes.append(Change(f"service:{socket}", "restart", f"restart {socket} (Caddy's way into the app)",
+        changes.append(Change(f"service:{socket}", Action.RESTART, f"restart {socket} (Caddy's way into the app)",
                               ops=restart_proxy_ops(ctx.paths, ctx.app)))
 
 
@@ -104,7 +104,7 @@ def plan(ctx: Context, unit_file_changes: bool, proxy_changed: bool = False, for
     changes = diff_service(unit, ctx.state.desired, state, unit_file_changes,
                            ctx.host.is_link(wants_link(paths, app)), ctx.state.started_hash, new_hash)
     if force_restart and ctx.state.desired == "running" and not any(c.action in ("start", "restart") for c in changes):
-        changes.append(Change(f"service:{unit}", "restart", f"restart {unit} (asked for)"))
+        changes.append(Change(f"service:{unit}", Action.RESTART, f"restart {unit} (asked for)"))
     for c in changes:
         if c.action == "enable":
             c.then(Symlink(wants_link(paths, app), paths.unit(app)))

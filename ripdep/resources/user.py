@@ -5,7 +5,7 @@ from __future__ import annotations
 from ripdep.context import Context
 from ripdep.errors import Conflict
 from ripdep.host import users
-from ripdep.resources import Change, CreateUser, ModifyUser, Step
+from ripdep.resources import Action, Change, CreateUser, ModifyUser, Step
 
 
 def gecos(app: str) -> str:
@@ -18,14 +18,14 @@ def diff_user(app: str, current: users.UserState | None, home: str, group_exists
         if group_exists:
             raise Conflict(f"group {app!r} exists but user {app!r} does not; ripdep did not create it",
                            hint="remove the group or pick another app name")
-        return [Change(rid, "create", f"create system user and group {app}")]
+        return [Change(rid, Action.CREATE, f"create system user and group {app}")]
     if current.gecos != gecos(app):
         raise Conflict(f"user {app!r} exists and was not created by ripdep (GECOS {current.gecos!r})",
                        hint="pick another app name; ripdep never adopts users it did not create")
     if current.group_name != app:
         raise Conflict(f"user {app!r} has primary group {current.group_name!r}, not {app!r}")
     if (current.home, current.shell) != (home, users.NOLOGIN):
-        return [Change(rid, "fix", f"set home {home} and shell {users.NOLOGIN} for {app}")]
+        return [Change(rid, Action.FIX, f"set home {home} and shell {users.NOLOGIN} for {app}")]
     return []
 
 

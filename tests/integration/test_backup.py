@@ -171,3 +171,18 @@ def test_s3_upload_and_listing(ct, moto):
         assert rows[-1]["remote"] == doc["data"]["backup"]["remote"]
     finally:
         ct.write("/etc/ripdep/ripdep.toml", config)
+
+
+def test_destroy_and_stop_check_show_the_plan_and_change_nothing(ct, probe_factory):
+    probe_factory("planned")
+    before = snapshot(ct)
+    proc = ct.ripdep("destroy", "planned", "--check", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["check"] and not doc["changed"], doc
+    ids = {a["id"] for a in doc["actions"]}
+    assert {"unit:ripdep-planned.service", "database:planned", "role:planned", "user:planned"} <= ids
+    assert any("would be refused" in s["note"] for s in doc["steps"])  # no backup yet
+    proc = ct.ripdep("stop", "planned", "--check", "--json")
+    assert proc.returncode == 0 and [a["action"] for a in json.loads(proc.stdout)["actions"]][-1] == "stop"
+    assert snapshot(ct) == before
+    assert ct.show("ripdep-planned.service", "ActiveState") == "active"

@@ -60,12 +60,22 @@ class FakeHost:
             self.files[path] = FileState(content, mode, uid, gid)
 
     def remove_file(self, path: Path) -> bool:
+        if path.parent.name == "state" and path.stem in self.states:  # ripdep's record of an app
+            self._mutate(f"remove {path}")
+            del self.states[path.stem]
+            return True
         existed = path in self.files or path in self.links
         if existed:
             self._mutate(f"remove {path}")
         self.files.pop(path, None)
         self.links.pop(path, None)
         return existed
+
+    def remove_tree(self, path: Path) -> None:
+        self._mutate(f"rmtree {path}")
+        self.dirs = {d for d in self.dirs if not d.is_relative_to(path)}
+        self.files = {f: c for f, c in self.files.items() if not f.is_relative_to(path)}
+        self.store = {k: v for k, v in self.store.items() if not k[0].is_relative_to(path)}
 
     def ensure_dir(self, path: Path, *, mode: int, uid: int = 0, gid: int = 0) -> bool:
         if path in self.dirs:
@@ -95,6 +105,10 @@ class FakeHost:
         self._mutate(f"useradd {name}")
         uid = 900 + len(self.users)
         self.users[name] = UserState(name, uid, uid, gecos, home, NOLOGIN, name)
+
+    def delete_user(self, name: str) -> None:
+        self._mutate(f"userdel {name}")
+        del self.users[name]
 
     def modify_user(self, name: str, *, gecos: str, home: str) -> None:
         self._mutate(f"usermod {name}")
@@ -160,7 +174,9 @@ class FakeHost:
 
     def _interpret(self, text: str) -> None:
         name = lambda: re.findall(r'"([^"]+)"', text)  # noqa: E731 - the quoted identifiers, in order
-        if re.match(r"(CREATE|ALTER) ROLE ", text):
+        if m := re.match(r'DROP (ROLE|DATABASE) IF EXISTS "([^"]+)"', text):
+            (self.roles if m[1] == "ROLE" else self.dbs).pop(m[2], None)
+        elif re.match(r"(CREATE|ALTER) ROLE ", text):
             role = self.roles.setdefault(name()[0], {"group": False, "comment": None})
             role.update(login=True, super=False)
         elif text.startswith("GRANT ") and " TO " in text and " ON " not in text:

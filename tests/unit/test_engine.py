@@ -8,7 +8,7 @@ import pytest
 
 from fakehost import FakeHost
 from ripdep import engine, report
-from ripdep.errors import ApplyFailed, RipdepError, ValidationFailed
+from ripdep.errors import ApplyFailed, PreconditionFailed, RipdepError, ValidationFailed
 from ripdep.hostconfig import DEFAULT_TEXT
 from ripdep.paths import Paths
 from ripdep.state import AppState
@@ -175,3 +175,28 @@ def test_unknown_app_for_a_verb(world):
     with pytest.raises(RipdepError) as e:
         engine.converge("ghost", verb=engine.START, paths=paths, host=host)
     assert e.value.code == "unknown_app" and host.mutations == []
+
+
+def test_destroy_is_desired_absent_through_the_same_dispatcher(world):
+    paths, host, _ = world
+    deploy(world)
+    paths.manifest("shop").parent.mkdir(parents=True, exist_ok=True)
+    paths.manifest("shop").write_bytes(host.files[paths.manifest("shop")].content)
+    host.mutations.clear()
+    planned = engine.remove("shop", check=True, paths=paths, host=host)
+    ids = {c.id for s in planned.steps for c in s.changes}
+    assert {"route:shop", "unit:ripdep-shop.service", "env:shop", "database:shop", "role:shop", "user:shop",
+            "state:shop", "manifest:shop"} <= ids
+    assert host.mutations == []  # --check
+    refused = []
+
+    def guard(check):
+        refused.append(check)
+        raise PreconditionFailed("no fresh verified backup")
+    with pytest.raises(PreconditionFailed):
+        engine.remove("shop", paths=paths, host=host, guard=guard)
+    assert refused == [False] and host.mutations == []  # the guard runs before anything changes
+    engine.remove("shop", paths=paths, host=host)
+    assert host.states == {} and host.roles == {} and host.dbs == {} and "shop" not in host.users
+    assert not [p for p in host.files if "shop" in str(p)]
+    assert host.units["ripdep-shop.service"] == "inactive"

@@ -21,12 +21,6 @@ def test_ruff_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-# Files that still have mypy errors while issue 9's pipeline refactor is under way; remove the
-# marker once mypy is clean (an unexpected pass is reported as XPASS, not hidden).
-@pytest.mark.xfail(strict=False, reason="mypy errors left in files under refactor: engine.py, context.py, ops.py, "
-                   "report.py, status.py, host/caddy.py, host/http.py, host/postgres.py, resources/database.py, "
-                   "resources/envfile.py, resources/manifest.py, resources/proxy.py, resources/route.py, "
-                   "resources/unit.py")
 def test_mypy_clean():
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (tests/setup.sh installs it)")
