@@ -3,14 +3,40 @@ everything; this only does it, in order (a crash between two ops converges on th
 
 from __future__ import annotations
 
-from ripdep.context import Context
-from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, DeleteUser, InstallCode, ModifyUser, Record,
-                              RemoveFile, RemoveTree, Sql, Symlink, Systemctl, WriteFile, WriteSecret)
+from dataclasses import dataclass
+from typing import Protocol
+
+from ripdep.host import Host
+from ripdep.paths import Paths
+from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, DeleteUser, EnsureDir, InstallCode, ModifyUser,
+                              PgHba, Record, RemoveFile, RemoveTree, Sql, Symlink, Systemctl, WriteFile, WriteSecret)
 
 
-def apply_op(op, ctx: Context) -> None:
+class Target(Protocol):
+    """What the ops act on: an app's Context, or the host itself (HostScope, for `ripdep init`)."""
+
+    host: Host
+    paths: Paths
+
+    def record(self, **changes) -> None: ...
+
+
+@dataclass
+class HostScope:
+    host: Host
+    paths: Paths
+
+    def record(self, **changes) -> None:
+        raise TypeError("host-wide changes have no app record")
+
+
+def apply_op(op, ctx) -> None:
     host = ctx.host
     match op:
+        case EnsureDir():
+            host.ensure_dir(op.path, mode=op.mode)
+        case PgHba():
+            host.write_hba(op.path, op.content, op.previous)
         case WriteFile():
             for folder, mode in op.dirs:
                 host.ensure_dir(folder, mode=mode)
@@ -51,6 +77,6 @@ def apply_op(op, ctx: Context) -> None:
             raise TypeError(f"not an op: {op!r}")
 
 
-def apply_change(change: Change, ctx: Context) -> None:
+def apply_change(change: Change, ctx: Target) -> None:
     for op in change.ops:
         apply_op(op, ctx)

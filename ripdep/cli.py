@@ -64,22 +64,27 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--check", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--diff", "show_diff", is_flag=True, help="Show unified diffs of pg_hba.conf and the Caddyfile.")
 @JSON
 @DEBUG
-def init(as_json: bool, debug: bool) -> None:
+def init(check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
     """Prepare this host (idempotent): folders, settings, PostgreSQL rules, Caddy imports."""
-    from ripdep import engine, hostinit, report
+    from ripdep import hostinit, report
 
     def call():
-        engine.require_root()
-        return hostinit.init_host(progress=lambda s: None if as_json else report.print_step(s))
+        return hostinit.init_host(progress=lambda s: None if as_json else report.print_step(s), check=check)
 
-    steps = attempt("init", call, as_json, debug)
+    steps = attempt("init", call, as_json, debug, check=check)
     changed = any(s.changed for s in steps)
+    if show_diff and not as_json:
+        sys.stdout.write("".join(c.diff for s in steps for c in s.changes))
     if as_json:
-        report.print_json(report.envelope("init", steps=steps, msg="host prepared" if changed else "nothing changed"))
+        msg = ("would prepare the host" if changed else "nothing to change") if check else \
+            ("host prepared" if changed else "nothing changed")
+        report.print_json(report.envelope("init", steps=steps, msg=msg, check=check, with_diff=show_diff))
     else:
-        print("host: " + ("prepared" if changed else "unchanged"))
+        print("host: " + ("would change" if check and changed else "prepared" if changed else "unchanged"))
 
 
 def run_command(command: str, app: str, call, as_json: bool, debug: bool, check: bool = False,

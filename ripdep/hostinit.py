@@ -9,12 +9,12 @@ import tempfile
 from pathlib import Path
 
 from ripdep.errors import PreconditionFailed, ValidationFailed
-from ripdep.host import fs, systemd
-from ripdep.host.postgres import APPS_GROUP, SCRATCH_DB, Postgres
+from ripdep.host.postgres import APPS_GROUP, SCRATCH_DB
 from ripdep.host.proc import run
 from ripdep.hostconfig import DEFAULT_TEXT, load_host_config
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import Action, Change, Step
+from ripdep.resources import Action, Change, EnsureDir, PgHba, Sql, Step, Systemctl, WriteFile
+from ripdep.resources.file import unified_diff
 
 HBA_BEGIN = "# BEGIN ripdep: app roles reach only their own database (ripdep init)"
 HBA_END = "# END ripdep"
@@ -42,9 +42,9 @@ def folders(paths: Paths) -> list[tuple[Path, int]]:
     ]
 
 
-def check_services(bus) -> None:
+def check_services(host) -> None:
     for unit, package in (("postgresql.service", "postgresql"), ("caddy.service", "caddy")):
-        state = bus.read_unit(unit)
+        state = host.read_unit(unit)
         if state.load_state != "loaded":
             raise PreconditionFailed(f"{unit} is not installed", hint=f"apt-get install {package} (or sudo ./install.sh)")
         if state.active_state != "active":
@@ -114,71 +114,88 @@ def validate_caddyfile(text: str) -> None:
                                    details=result.stderr.strip().splitlines()[-10:])
 
 
-def init_folders(paths: Paths) -> Step:
-    changes = [Change(f"folder:{p}", Action.CREATE, f"ensure {p} mode {mode:04o}")
-               for p, mode in folders(paths) if fs.ensure_dir(p, mode=mode)]
-    if fs.read_file(paths.host_config).content is None:
-        fs.write_file(paths.host_config, DEFAULT_TEXT.encode(), mode=0o644)
-        changes.append(Change("config:ripdep.toml", Action.CREATE, f"write {paths.host_config}"))
+def init_folders(host, paths: Paths) -> Step:
+    changes = [Change(f"folder:{p}", Action.CREATE, f"ensure {p} mode {mode:04o}", ops=(EnsureDir(p, mode),))
+               for p, mode in folders(paths) if host.dir_mode(p) != (mode, 0, 0)]
+    if host.read_file(paths.host_config).content is None:
+        changes.append(Change("config:ripdep.toml", Action.CREATE, f"write {paths.host_config}",
+                              ops=(WriteFile(paths.host_config, DEFAULT_TEXT.encode(), 0o644),)))
     return Step("host:folders", changes, str(paths.host_config))
 
 
-def init_postgres(pg: Postgres) -> Step:
+def init_postgres(host) -> Step:
+    from psycopg import sql
+
     changes = []
-    if pg.ensure_group_role():
-        changes.append(Change(f"role:{APPS_GROUP}", Action.CREATE, f"create group role {APPS_GROUP}"))
-    hba = Path(pg.hba_file())
-    current = hba.read_text()
-    wanted = with_hba_block(current)
-    if wanted != current:
-        st = hba.stat()
-        fs.write_file(hba, wanted.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
-        pg.reload_config()
-        errors = pg.hba_errors()
-        if errors:
-            fs.write_file(hba, current.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
-            pg.reload_config()
-            raise ValidationFailed(f"{hba} with ripdep's rules has errors; the previous file was restored", details=errors)
-        changes.append(Change("pg_hba:ripdep", Action.UPDATE, f"add ripdep's rules to {hba} and reload PostgreSQL"))
+    if not host.role_exists(APPS_GROUP):
+        group = sql.Identifier(APPS_GROUP)
+        changes.append(Change(f"role:{APPS_GROUP}", Action.CREATE, f"create group role {APPS_GROUP}", ops=(Sql((
+            sql.SQL("CREATE ROLE {} NOLOGIN").format(group),
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(group, sql.Literal("managed by ripdep: group of all app roles")),
+        ), transaction=True),)))
+    hba = host.hba_file()
+    current = host.read_file(hba)
+    wanted = with_hba_block((current.content or b"").decode())
+    if wanted.encode() != current.content:
+        changes.append(Change("pg_hba:ripdep", Action.UPDATE, f"add ripdep's rules to {hba} and reload PostgreSQL",
+                              unified_diff(hba, current.content, wanted.encode()),
+                              ops=(PgHba(hba, wanted.encode(), current),)))
     return Step("postgresql:host", changes, f"app roles confined by {hba}")
 
 
-def init_caddy(paths: Paths, site: str) -> Step:
+def init_caddy(host, paths: Paths, site: str) -> Step:
     changes = []
     dropin = paths.units / "caddy.service.d" / "ripdep.conf"
-    if fs.read_file(dropin).content != CADDY_DROPIN.encode():
-        fs.write_file(dropin, CADDY_DROPIN.encode(), mode=0o644)
-        changes.append(Change("unit:caddy.service", Action.UPDATE, f"write {dropin} (admin socket folder)"))
-    current = paths.caddyfile.read_text()
-    wanted = with_caddy_imports(current, site, paths)
-    if wanted != current:
-        validate_caddyfile(wanted)
-        st = paths.caddyfile.stat()
-        shutil.copy2(paths.caddyfile, paths.caddyfile.with_name("Caddyfile.before-ripdep"))
-        fs.write_file(paths.caddyfile, wanted.encode(), mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
-        changes.append(Change("caddy:Caddyfile", Action.UPDATE, f"add ripdep's imports and admin socket to {paths.caddyfile}"))
+    if host.read_file(dropin).content != CADDY_DROPIN.encode():
+        changes.append(Change("unit:caddy.service", Action.UPDATE, f"write {dropin} (admin socket folder)",
+                              ops=(WriteFile(dropin, CADDY_DROPIN.encode(), 0o644,
+                                             dirs=((dropin.parent, 0o755),)),)))
+    current = host.read_file(paths.caddyfile)
+    text = (current.content or b"").decode()
+    wanted = with_caddy_imports(text, site, paths)
+    if wanted != text:
+        validate_caddyfile(wanted)  # before anything changes
+        keep = paths.caddyfile.with_name("Caddyfile.before-ripdep")
+        changes.append(Change("caddy:Caddyfile", Action.UPDATE,
+                              f"add ripdep's imports and admin socket to {paths.caddyfile}",
+                              unified_diff(paths.caddyfile, current.content, wanted.encode()), ops=(
+                                  WriteFile(keep, current.content or b"", current.mode or 0o644, current.uid or 0,
+                                            current.gid or 0),
+                                  WriteFile(paths.caddyfile, wanted.encode(), current.mode or 0o644, current.uid or 0,
+                                            current.gid or 0))))
     if changes:
         # the admin endpoint moves and the runtime folder appears only with a restart, not a reload
-        systemd.daemon_reload()
-        systemd.systemctl("restart", "caddy.service")
-        changes.append(Change("service:caddy.service", Action.RESTART, "restart Caddy"))
+        changes.append(Change("service:caddy.service", Action.RESTART, "restart Caddy",
+                              ops=(Systemctl(("daemon-reload",)), Systemctl(("restart", "caddy.service")))))
     return Step("caddy:host", changes, f"path routes in site '{site}', admin on {paths.caddy_admin_socket}")
 
 
-def init_host(paths: Paths = PATHS, progress=lambda step: None) -> list[Step]:
-    systemd.require_systemd()
-    bus = systemd.Bus()
-    pg = Postgres()
+def init_host(paths: Paths = PATHS, progress=lambda step: None, check: bool = False, host=None) -> list[Step]:
+    """The host's own resources, planned as values and applied by the same dispatcher as a deploy
+    (folders first: the settings file the later parts read may be the one this run writes)."""
+    from ripdep.apply import HostScope, apply_change
+    from ripdep.host import Host
+
+    host = host or Host()
+    host.require_root()
+    host.require_systemd()
+    scope = HostScope(host, paths)
     try:
-        check_services(bus)
-        steps = [init_folders(paths)]
-        progress(steps[-1])
-        host = load_host_config(paths)
-        steps.append(init_postgres(pg))
-        progress(steps[-1])
-        steps.append(init_caddy(paths, host.caddy_path_site))
-        progress(steps[-1])
+        check_services(host)
+        steps = []
+        for part in ("folders", "postgres", "caddy"):
+            if part == "folders":
+                step = init_folders(host, paths)
+            elif part == "postgres":
+                step = init_postgres(host)
+            else:
+                settings = load_host_config(paths) if not check or paths.host_config.exists() else None
+                step = init_caddy(host, paths, settings.caddy_path_site if settings else ":80")
+            if not check:
+                for change in step.changes:
+                    apply_change(change, scope)
+            steps.append(step)
+            progress(step)
         return steps
     finally:
-        pg.close()
-        bus.close()
+        host.close()

@@ -40,6 +40,17 @@ class Host:
 
         return fs.ensure_dir(path, mode=mode, uid=uid, gid=gid)
 
+    def dir_mode(self, path: Path) -> tuple[int, int, int] | None:
+        """(mode, uid, gid) of a folder, None if there is none (a link is not a folder)."""
+        import os
+        import stat
+
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mode & 0o7777, st.st_uid, st.st_gid) if stat.S_ISDIR(st.st_mode) else None
+
     def remove_tree(self, path: Path) -> None:
         import shutil
 
@@ -127,6 +138,30 @@ class Host:
 
     def read_app_db(self, name: str):
         return self.pg.read_app(name)
+
+    def role_exists(self, name: str) -> bool:
+        from ripdep.host.postgres import psql_rows
+
+        return bool(psql_rows("SELECT 1 FROM pg_roles WHERE rolname = :'name'", name=name))
+
+    def hba_file(self) -> Path:
+        from ripdep.host.postgres import psql_rows
+
+        return Path(str(psql_rows("SHOW hba_file")[0][0]))
+
+    def write_hba(self, path: Path, content: bytes, previous) -> None:
+        from ripdep.errors import ValidationFailed
+        from ripdep.host import fs
+
+        mode, uid, gid = previous.mode or 0o640, previous.uid or 0, previous.gid or 0
+        fs.write_file(path, content, mode=mode, uid=uid, gid=gid)
+        self.pg.reload_config()
+        errors = self.pg.hba_errors()
+        if errors:
+            fs.write_file(path, previous.content or b"", mode=mode, uid=uid, gid=gid)
+            self.pg.reload_config()
+            raise ValidationFailed(f"{path} with ripdep's rules has errors; the previous file was restored",
+                                   details=errors)
 
     def locale_known(self, locale: str) -> bool:
         from ripdep.host.postgres import locale_known

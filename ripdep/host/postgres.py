@@ -189,25 +189,12 @@ class Postgres:
                 database = DatabaseState(str(row[1]), str(row[2]), row[3], row[4] == "true", row[5])
         return role, database
 
-    def hba_file(self) -> str:
-        return self.execute("SHOW hba_file")[0][0]
-
     def reload_config(self) -> None:
         self.execute("SELECT pg_reload_conf()")
 
     def hba_errors(self) -> list[str]:
         rows = self.execute("SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL")
         return [f"line {n}: {e}" for n, e in rows]
-
-    def ensure_group_role(self) -> bool:
-        from psycopg import sql
-
-        if self.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APPS_GROUP,)):
-            return False
-        self.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(APPS_GROUP)))
-        self.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            sql.Identifier(APPS_GROUP), sql.Literal("managed by ripdep: group of all app roles")))
-        return True
 
     def server_version(self) -> str:
         return self.execute("SHOW server_version")[0][0]

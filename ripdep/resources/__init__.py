@@ -48,6 +48,22 @@ class WriteFile:
 
 
 @dataclass(frozen=True)
+class EnsureDir:
+    path: Path
+    mode: int
+
+
+@dataclass(frozen=True)
+class PgHba:
+    """Write pg_hba.conf (keeping its mode and owner), reload PostgreSQL, and put the previous file
+    back and reload again if PostgreSQL reports errors in it."""
+
+    path: Path
+    content: bytes
+    previous: object  # fs.FileState of the file as it was
+
+
+@dataclass(frozen=True)
 class RemoveFile:
     path: Path
 
@@ -136,7 +152,7 @@ class CaddySwap:
     previous: dict = field(repr=False, hash=False)
 
 
-Op = (WriteFile | RemoveFile | RemoveTree | Symlink | Systemctl | Sql | CreateUser | ModifyUser | DeleteUser
+Op = (WriteFile | EnsureDir | PgHba | RemoveFile | RemoveTree | Symlink | Systemctl | Sql | CreateUser | ModifyUser | DeleteUser
       | InstallCode | WriteSecret | Record | Claim | CaddySwap)
 
 

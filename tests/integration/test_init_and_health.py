@@ -18,6 +18,25 @@ def test_init_is_idempotent(ct):
     assert ct.show("caddy.service", "MainPID") == caddy_pid  # not restarted
 
 
+def test_init_check_shows_a_drifted_pg_hba_and_changes_nothing_then_init_repairs_it(ct):
+    hba = "/etc/postgresql/15/main/pg_hba.conf"
+    original = ct.run("cat", hba, check=True).stdout
+    ct.write(hba, original.replace("local   ripdep_scratch", "#local  ripdep_scratch"), mode="0640")
+    ct.run("chown", "postgres:postgres", hba, check=True)
+    try:
+        drifted = ct.run("md5sum", hba, check=True).stdout
+        proc = ct.ripdep("init", "--check", "--diff", "--json")
+        doc = json.loads(proc.stdout)
+        assert proc.returncode == 0 and doc["check"] and [a["id"] for a in doc["actions"]] == ["pg_hba:ripdep"], doc
+        assert "+local   ripdep_scratch" in "".join(doc["diff"])
+        assert ct.run("md5sum", hba, check=True).stdout == drifted  # --check changed nothing
+        assert ct.ripdep("init").returncode == 0
+        assert ct.run("cat", hba, check=True).stdout == original
+    finally:
+        ct.write(hba, original, mode="0640")
+        ct.run("chown", "postgres:postgres", hba, check=True)
+
+
 def test_init_names_a_missing_service(ct):
     ct.run("systemctl", "stop", "caddy.service", check=True)
     try:
