@@ -161,7 +161,9 @@ def _tar_state(app: str, state_dir: Path, target: Path) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         if os.path.isdir(state_dir) and not os.path.islink(state_dir):
-            proc = _as_app(app, ["tar", "--create", "--file=-", "--numeric-owner", f"--directory={state_dir.parent}",
+            # --sparse: a sparse file the app made costs the backup what it costs the disk, not its size
+            proc = _as_app(app, ["tar", "--create", "--file=-", "--sparse", "--numeric-owner",
+                                 f"--directory={state_dir.parent}",
                                  f"--transform=s,^{app},state,S", app], stdout=out)
             # 1: a file changed while it was read (a live app): the copy is still a consistent tar
             if proc.returncode not in (0, 1):

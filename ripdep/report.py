@@ -20,6 +20,12 @@ PAST = {"restore": "restored", "rotate": "rotated", "stop": "stopped", "disable"
         "allocate": "allocated"}
 
 
+def printable(text: str) -> str:
+    """Text for a terminal: control characters (an app's error message can carry ESC sequences that
+    clear the screen or write the clipboard) shown escaped, never sent raw. JSON escapes them itself."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def step_line(step) -> str:
     kind, _, name = step.id.partition(":")
     if step.changes:
@@ -27,7 +33,7 @@ def step_line(step) -> str:
     else:
         done = "unchanged"
     note = f" ({step.note})" if step.note else ""
-    return f"{kind} {name} ... {done}{note}"
+    return printable(f"{kind} {name} ... {done}{note}")
 
 
 def print_step(step) -> None:
@@ -135,11 +141,11 @@ def print_json(doc: Envelope) -> None:
 
 
 def print_error(error: RipdepError) -> None:
-    print(f"ripdep: error: {error.message}", file=sys.stderr)
+    print(printable(f"ripdep: error: {error.message}"), file=sys.stderr)
     for line in error.details:
-        print(f"  {line}", file=sys.stderr)
+        print(printable(f"  {line}"), file=sys.stderr)
     if error.hint:
-        print(f"  hint: {error.hint}", file=sys.stderr)
+        print(printable(f"  hint: {error.hint}"), file=sys.stderr)
 
 
 def print_summary(result) -> None:

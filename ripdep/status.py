@@ -201,17 +201,21 @@ def backup_cell(r: AppStatus) -> str:
 
 
 def table(rows: list[AppStatus], colour: bool) -> str:
-    lines = [COLUMNS]
+    """The human table. Every app-influenced text (health errors, backup errors) goes through
+    report.printable: escape sequences in it are shown, never sent to the terminal."""
+    from ripdep.report import printable
+
+    lines: list[tuple[str, ...]] = [COLUMNS]
     for r in rows:
         memory = human_bytes(r.memory_bytes) + (f"/{human_bytes(r.memory_max_bytes)}" if r.memory_max_bytes else "")
         health = r.health if r.health != "ok" else f"ok {r.health_latency_ms:.0f}ms"
         if r.health == "failing":
             health = f"FAILING ({r.health_status or r.health_error})"
-        lines.append((r.app, r.desired or "-", f"{r.active_state}/{r.sub_state}", str(r.main_pid or "-"),
+        lines.append(tuple(printable(cell) for cell in (r.app, r.desired or "-", f"{r.active_state}/{r.sub_state}", str(r.main_pid or "-"),
                       human_duration(r.uptime_seconds), str(r.restarts if r.restarts is not None else "-"), memory,
                       str(r.port or "-"), health, human_bytes(r.database_bytes),
                       "-" if r.exposure is None else f"{r.exposure:.1f}", r.last_change or "-", backup_cell(r),
-                      r.url or "-"))
+                      r.url or "-")))
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     out = []
     for i, line in enumerate(lines):
@@ -221,10 +225,10 @@ def table(rows: list[AppStatus], colour: bool) -> str:
         out.append(text)
     for r in rows:
         if r.problem:
-            out.append(f"{r.app}: {r.problem}")
+            out.append(printable(f"{r.app}: {r.problem}"))
         if r.backup_error:
-            out.append(f"{r.app}: last backup failed: {r.backup_error}")
+            out.append(printable(f"{r.app}: last backup failed: {r.backup_error}"))
         if r.role_drift:
-            out.append(f"{r.app}: PostgreSQL role {r.app} has {r.role_drift} (ripdep deploy {r.app} resets it; "
-                       "find out how it got there)")
+            out.append(printable(f"{r.app}: PostgreSQL role {r.app} has {r.role_drift} (ripdep deploy {r.app} "
+                                 "resets it; find out how it got there)"))
     return "\n".join(out)

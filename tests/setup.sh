@@ -8,6 +8,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 # ripdep itself, plus the test-only packages: the container (systemd-nspawn), sshd for the status
 # over ssh test, strace for the execve audit of the leak test
+chmod -R o+rX examples tests/fixtures  # code ripdep copies must be readable by every user
 RIPDEP_EXTRA_PACKAGES="systemd-container openssh-server openssh-client iproute2 util-linux procps strace" ./install.sh
 
 VENV=${RIPDEP_TEST_VENV:-/opt/ripdep-test}

@@ -46,10 +46,15 @@ def get(target: int | str, path: str, host_header: str | None, timeout: float) -
     Raises OSError or ValueError."""
     request = (f"GET {path} HTTP/1.0\r\nHost: {host_header or '127.0.0.1'}\r\n"
                f"User-Agent: ripdep-health\r\nConnection: close\r\n\r\n").encode()
+    deadline = time.monotonic() + timeout  # for the whole answer: an app trickling bytes stalls nothing
     with connect(target, timeout) as sock:
         sock.sendall(request)
         chunks: list[bytes] = []
         while sum(map(len, chunks)) < 65536:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete answer within {timeout:.1f}s")
+            sock.settimeout(left)
             chunk = sock.recv(65536)
             if not chunk:
                 break

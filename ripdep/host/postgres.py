@@ -213,9 +213,13 @@ class Postgres:
 
         db = sql.Identifier(SCRATCH_DB)
         self.drop_database(SCRATCH_DB)
-        self.execute(create_database_sql(SCRATCH_DB, owner, locale, template0=True))
+        # closed to connections until CONNECT is the owner's alone: every app role passes pg_hba here,
+        # and PUBLIC may connect to a new database until the REVOKE
+        self.execute(sql.SQL("{} ALLOW_CONNECTIONS false").format(
+            create_database_sql(SCRATCH_DB, owner, locale, template0=True)))
         self.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
         self.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, sql.Identifier(owner)))
+        self.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(db))
 
     def rename_database(self, old: str, new: str) -> None:
         from psycopg import sql

@@ -33,6 +33,31 @@ def walk(source: Path):
             yield full.relative_to(source), os.lstat(full)
 
 
+def open_public(path: Path, rel: Path) -> int:
+    """A source file opened for reading only if any user on the host could read it: root copies the
+    code, and a manifest's `source` must not hand the app a root-only file (say /var/cache/debconf).
+    O_NOFOLLOW and the check on the open file: a file swapped for a link meanwhile is refused too.
+    (A folder swapped for a link can only lead to files that pass the same test: readable by all.
+    The source folder itself may be private, as a mkdtemp is: what it holds is what is checked.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise BadInput(f"manifest key 'source': cannot read {rel}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o004:
+        os.close(fd)
+        raise BadInput(f"manifest key 'source': {rel} is not readable by every user (mode {st.st_mode & 0o7777:04o})",
+                       hint="ripdep copies only code any user on the host could read: chmod o+r it, or keep it "
+                            "out of the source folder (secrets belong in [secrets])")
+    return fd
+
+
+def check_public_dir(st: os.stat_result, rel: Path) -> None:
+    if not st.st_mode & 0o005 == 0o005:
+        raise BadInput(f"manifest key 'source': folder {rel} is not readable by every user "
+                       f"(mode {st.st_mode & 0o7777:04o})", hint="chmod o+rx it, or keep it out of the source folder")
+
+
 def hash_tree(source: Path) -> str:
     h = hashlib.sha256()
     for rel, st in walk(source):
@@ -41,10 +66,11 @@ def hash_tree(source: Path) -> str:
         if stat.S_ISLNK(st.st_mode):
             h.update(b"L" + os.readlink(full).encode())
         elif stat.S_ISDIR(st.st_mode):
+            check_public_dir(st, rel)
             h.update(b"D")
         elif stat.S_ISREG(st.st_mode):
             h.update(b"X" if st.st_mode & 0o111 else b"F")
-            with open(full, "rb") as f:
+            with os.fdopen(open_public(full, rel), "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
         h.update(b"\0")
@@ -68,7 +94,8 @@ def copy_tree(source: Path, dest: Path, gid: int, app: str, digest: str) -> None
             os.chown(dst, 0, gid)
             os.chmod(dst, 0o750)
         elif stat.S_ISREG(st.st_mode):
-            shutil.copyfile(src, dst)
+            with os.fdopen(open_public(src, rel), "rb") as fin, open(dst, "xb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
             os.chown(dst, 0, gid)
             os.chmod(dst, 0o750 if st.st_mode & 0o111 else 0o640)
     fs.write_file(dest / MARKER_FILE, marker_text(app, digest).encode(), mode=0o640, gid=gid)

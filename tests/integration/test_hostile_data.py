@@ -197,3 +197,32 @@ def test_a_full_disk_during_backup_is_a_clear_failure_that_leaves_nothing(ct):
         assert row["backup_state"] == "failed" and row["degraded"], row
     finally:
         ct.run("umount", "/var/backups/ripdep/full")
+
+
+def test_a_sparse_file_costs_the_backup_what_it_costs_the_disk(ct):
+    app = App(ct, "sparse")
+    assert app.deploy(manifest(raw="database = false"))[0] == 0
+    ct.run("runuser", "-u", "sparse", "--", "truncate", "-s", "2G", "/var/lib/ripdep/apps/sparse/hole", check=True)
+    code, doc = ripdep_json(ct, "backup", "sparse")
+    assert code == 0, doc
+    size = int(ct.run("stat", "-c", "%s", f"{doc['data']['backup']['path']}/state.tar", check=True).stdout)
+    assert size < 10 << 20, size
+    code, doc = ripdep_json(ct, "restore", "sparse", doc["data"]["backup"]["name"], "--yes")
+    assert code == 0, doc
+    assert ct.run("stat", "-c", "%s", "/var/lib/ripdep/apps/sparse/hole", check=True).stdout.strip() == str(2 << 30)
+
+
+def test_no_other_app_connects_to_the_scratch_database_while_it_is_in_use(ct, probe_factory):
+    probe_factory("snoop")
+    victim = App(ct, "victim")
+    assert victim.deploy(manifest())[0] == 0
+    as_app(ct, "victim", "CREATE FUNCTION key() RETURNS text LANGUAGE sql AS $$ SELECT 'VICTIM-KEY' $$")
+    # snoop tries to connect to ripdep_scratch as fast as it can while victim's backups are verified
+    ct.sh("(for i in $(seq 400); do runuser -u snoop -- psql -XAtq -h /run/postgresql -d ripdep_scratch "
+          "-c 'select 1' >/dev/null 2>&1 && echo in; done > /tmp/snoop.log) & echo $! > /tmp/snoop.pid", check=True)
+    try:
+        for _ in range(4):
+            assert ripdep_json(ct, "backup", "victim")[0] == 0
+    finally:
+        ct.sh("kill $(cat /tmp/snoop.pid) 2>/dev/null; sleep 0.2", check=False)
+    assert ct.run("cat", "/tmp/snoop.log").stdout.count("in") == 0

@@ -124,3 +124,15 @@ def test_a_deploy_with_caddy_stopped_is_a_precondition_and_changes_nothing(ct):
         assert snapshot(ct) == before
     finally:
         ct.run("systemctl", "start", "caddy.service", check=True)
+
+
+def test_a_source_with_a_file_only_root_can_read_is_refused(ct):
+    ct.sh(f"mkdir -p /opt/private-src && cp {PROBE_SRC}/app.py /opt/private-src/ && "
+          "echo S3cr3t > /opt/private-src/passwords.dat && chmod 600 /opt/private-src/passwords.dat", check=True)
+    path = "/root/manifests/private-src.toml"
+    ct.write(path, manifest(source="/opt/private-src"))
+    before = snapshot(ct)
+    proc = ct.ripdep("deploy", "private-src", "--manifest", path, "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 2 and "passwords.dat is not readable by every user" in doc["msg"], doc
+    assert snapshot(ct) == before and "S3cr3t" not in proc.stdout + proc.stderr

@@ -85,3 +85,13 @@ def test_egress_apps_share_the_host_network_and_a_takeover_is_refused(ct):
         ct.ripdep("restart", "out-a")  # drops the impostor
     assert ct.ripdep("restart", "out-b").returncode == 0
     assert ct.get_json(f"{victim.url}healthz") == {"ok": True}
+
+
+def test_shared_memory_and_run_lock_are_private_to_each_app(pair, ct):
+    a, b = pair
+    assert a.op("write", path="/dev/shm/planted") == {"ok": True, "result": "written"}
+    assert a.op("read", path="/dev/shm/planted")["ok"]  # positive control: its own
+    assert not b.op("read", path="/dev/shm/planted")["ok"]
+    assert ct.run("test", "-e", "/dev/shm/planted").returncode != 0  # not the host's either
+    assert a.op("write", path="/run/lock/planted")["ok"]
+    assert ct.run("test", "-e", "/run/lock/planted").returncode != 0

@@ -200,3 +200,16 @@ def test_destroy_is_desired_absent_through_the_same_dispatcher(world):
     assert host.states == {} and host.roles == {} and host.dbs == {} and "shop" not in host.users
     assert not [p for p in host.files if "shop" in str(p)]
     assert host.units["ripdep-shop.service"] == "inactive"
+
+
+def test_a_source_file_not_readable_by_every_user_is_refused_before_anything_changes(world):
+    paths, host, write = world
+    manifest = write()
+    secret = manifest.parent / "src" / "passwords.dat"
+    secret.write_text("S3cr3t\n")
+    secret.chmod(0o600)
+    with pytest.raises(RipdepError, match="passwords.dat is not readable by every user") as e:
+        deploy(world, manifest)
+    assert e.value.code == "bad_input" and host.mutations == []
+    secret.chmod(0o644)  # control: readable by all, it is code like any other
+    assert deploy(world, manifest).health.ok
