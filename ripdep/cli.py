@@ -398,11 +398,12 @@ def restore(app: str, backup_ref: str, yes: bool, as_json: bool, debug: bool) ->
 @click.option("--yes", is_flag=True, help="Confirm the removal (nothing is asked interactively).")
 @click.option("--backup", "take_backup", is_flag=True, help="Take and verify a backup first.")
 @click.option("--check", is_flag=True, help="Show what would be removed, and whether the backup rule allows it.")
+@click.option("--diff", "show_diff", is_flag=True, help="Show the files that go, as diffs (env values masked).")
 @JSON
 @DEBUG
-def destroy(app: str, yes: bool, take_backup: bool, check: bool, as_json: bool, debug: bool) -> None:
+def destroy(app: str, yes: bool, take_backup: bool, check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
     """Remove every resource of APP; needs a fresh verified backup (or --backup). Backups are kept."""
     from ripdep import dataops
 
     run_command("destroy", app, lambda p: dataops.destroy_app(app, yes, take_backup, progress=p, check=check),
-                as_json, debug, check)
+                as_json, debug, check, show_diff)

@@ -8,10 +8,10 @@ rerun, which finds the app by its record)."""
 from __future__ import annotations
 
 from ripdep.paths import Paths
-from ripdep.render import MARKER
+from ripdep.render import MARKER, mask_env_file, parse_env_file
 from ripdep.resources import (Action, CaddySwap, Change, DeleteUser, RemoveFile, RemoveTree, Sql, Step, Systemctl,
                               database)
-from ripdep.resources.file import has_marker
+from ripdep.resources.file import has_marker, unified_diff
 from ripdep.resources.user import gecos
 
 
@@ -19,11 +19,15 @@ def plan(host, paths: Paths, app: str) -> list[Step]:
     def marked(path) -> bool:
         return has_marker(host.read_file(path).content, MARKER.format(app=app))
 
+    def gone(path) -> str:
+        """The file's removal as a diff (--diff)."""
+        return unified_diff(path, host.read_file(path).content, b"")
+
     steps = []
     timers = [n for n in (paths.backup_unit_name(app, "timer"), paths.backup_unit_name(app))
               if marked(paths.units / n)]
     steps.append(Step(f"backup-timer:{app}", [
-        Change(f"unit:{n}", Action.REMOVE, f"remove {n}",
+        Change(f"unit:{n}", Action.REMOVE, f"remove {n}", gone(paths.units / n),
                ops=(Systemctl(("disable", "--now", n), quiet=True), RemoveFile(paths.units / n))) for n in timers]))
 
     snippets = {p: host.read_file(p).content for p in (paths.path_snippet(app), paths.host_snippet(app)) if marked(p)}
@@ -31,20 +35,23 @@ def plan(host, paths: Paths, app: str) -> list[Step]:
     if snippets:
         host.caddy_validate({p: None for p in snippets}, paths)  # the others' routes still load without it
         route = [Change(f"route:{app}", Action.REMOVE, f"remove {', '.join(map(str, snippets))}",
-                        ops=(CaddySwap({p: None for p in snippets}, snippets),))]
+                        "".join(map(gone, snippets)), ops=(CaddySwap({p: None for p in snippets}, snippets),))]
     steps.append(Step(f"route:{app}", route))
 
     unit = paths.unit_name(app)
     units = [n for n in (unit, paths.proxy_socket_name(app), paths.proxy_service_name(app)) if marked(paths.units / n)]
-    steps.append(Step(f"unit:{unit}", [Change(f"unit:{unit}", Action.REMOVE, f"stop and remove {', '.join(units)}", ops=(
+    steps.append(Step(f"unit:{unit}", [Change(f"unit:{unit}", Action.REMOVE, f"stop and remove {', '.join(units)}",
+                                              "".join(gone(paths.units / n) for n in units), ops=(
         Systemctl(("stop", *units), quiet=True), RemoveFile(paths.units / "multi-user.target.wants" / unit),
         *(RemoveFile(paths.units / n) for n in units), Systemctl(("daemon-reload",)),
         Systemctl(("reset-failed", *units), quiet=True)))] if units else []))
 
     secrets = []
     if marked(paths.env_file(app)):
+        text = (host.read_file(paths.env_file(app)).content or b"").decode(errors="replace")
+        masked = mask_env_file(text, set(parse_env_file(text))).encode()  # every value: it is going
         secrets.append(Change(f"env:{app}", Action.REMOVE, f"remove {paths.env_file(app)}",
-                              ops=(RemoveFile(paths.env_file(app)),)))
+                              unified_diff(paths.env_file(app), masked, b""), ops=(RemoveFile(paths.env_file(app)),)))
     if host.is_dir(paths.secrets(app)):
         secrets.append(Change(f"secrets:{app}", Action.REMOVE, f"remove {paths.secrets(app)}",
                               ops=(RemoveTree(paths.secrets(app)),)))

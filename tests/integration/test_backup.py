@@ -176,9 +176,10 @@ def test_s3_upload_and_listing(ct, moto):
 def test_destroy_and_stop_check_show_the_plan_and_change_nothing(ct, probe_factory):
     probe_factory("planned")
     before = snapshot(ct)
-    proc = ct.ripdep("destroy", "planned", "--check", "--json")
+    proc = ct.ripdep("destroy", "planned", "--check", "--diff", "--json")
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0 and doc["check"] and not doc["changed"], doc
+    assert "-ExecStart=" in "".join(doc["diff"])
     ids = {a["id"] for a in doc["actions"]}
     assert {"unit:ripdep-planned.service", "database:planned", "role:planned", "user:planned"} <= ids
     assert any("would be refused" in s["note"] for s in doc["steps"])  # no backup yet

@@ -183,8 +183,11 @@ def test_destroy_is_desired_absent_through_the_same_dispatcher(world):
     paths.manifest("shop").parent.mkdir(parents=True, exist_ok=True)
     paths.manifest("shop").write_bytes(host.files[paths.manifest("shop")].content)
     host.mutations.clear()
+    token = host.store[(paths.secrets("shop"), "TOKEN")].reveal()
     planned = engine.remove("shop", check=True, paths=paths, host=host)
     ids = {c.id for s in planned.steps for c in s.changes}
+    diffs = "".join(c.diff for s in planned.steps for c in s.changes)
+    assert "-ExecStart=" in diffs and "-TOKEN=********" in diffs and token not in diffs
     assert {"route:shop", "unit:ripdep-shop.service", "env:shop", "database:shop", "role:shop", "user:shop",
             "state:shop", "manifest:shop"} <= ids
     assert host.mutations == []  # --check
