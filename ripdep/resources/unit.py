@@ -41,6 +41,13 @@ def validate_unit(host, name: str, text: str, profile: str) -> float:
     return score
 
 
+def verifiable(ctx: Context, text: str) -> str:
+    """The unit as systemd-analyze can check it before the code is copied: a program inside the code
+    folder (start = ["./run.sh"]) is looked for in the source folder the copy will come from."""
+    live = render.systemd_word(f"{ctx.paths.code(ctx.app)}/")[:-1]
+    return text.replace(f"ExecStart={live}", f"ExecStart={render.systemd_word(f'{ctx.spec.source}/')[:-1]}")
+
+
 def plan(ctx: Context) -> Step:
     credentials = tuple(ctx.secrets) if ctx.spec.delivery == "credentials" else ()
     text = render.render_unit(ctx.spec, ctx.paths, credentials)
@@ -49,7 +56,7 @@ def plan(ctx: Context) -> Step:
     changes = plan_file(ctx.host, f"unit:{ctx.unit_name}", want)
     note = ""
     if changes and changes[0].action != "fix":
-        score = validate_unit(ctx.host, ctx.unit_name, text, ctx.spec.profile)
+        score = validate_unit(ctx.host, ctx.unit_name, verifiable(ctx, text), ctx.spec.profile)
         note = f"exposure {score}"
         changes[0].then(Record.of(exposure=score))
     elif ctx.state.exposure is not None:

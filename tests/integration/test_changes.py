@@ -95,3 +95,14 @@ def test_database_locale(probe_factory, ct):
     # the cluster default differs (C.UTF-8); asking for another locale later is refused, nothing changes
     code, doc = app.deploy(manifest(raw='database_locale = "C.UTF-8"\n'))
     assert code == 3 and "cannot be changed in place" in doc["msg"]
+
+
+def test_a_start_script_inside_the_code_folder_deploys_the_first_time(ct):
+    ct.sh(f"mkdir -p /opt/runsh-src && cp {ROOT}/tests/fixtures/probe/app.py /opt/runsh-src/ && "
+          "printf '#!/bin/sh\\nexec /usr/bin/python3 app.py\\n' > /opt/runsh-src/run.sh && "
+          "chmod 755 /opt/runsh-src/run.sh", check=True)
+    app = App(ct, "runsh")
+    code, doc = app.deploy(manifest(source="/opt/runsh-src", start='["./run.sh"]'))
+    assert code == 0, doc
+    assert ct.get_json(f"{app.url}healthz") == {"ok": True}
+    assert "path=/srv/ripdep/runsh/run.sh ;" in ct.show("ripdep-runsh.service", "ExecStart")

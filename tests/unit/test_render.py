@@ -162,3 +162,16 @@ def test_the_exec_gate_refuses_a_prefixed_command_line_whatever_rendered_it(line
     check_exec_lines("x.service", 'ExecStart="/usr/bin/python3" "app.py"\n')  # control: accepted
     with pytest.raises(ValidationFailed, match="systemd prefix"):
         check_exec_lines("x.service", f"[Service]\n{line}\n")
+
+
+def test_a_program_in_the_code_folder_is_verified_where_it_is_before_the_copy(tmp_path):
+    from ripdep.context import Context
+    from ripdep.resources.unit import verifiable
+    from ripdep.state import AppState
+
+    s = parse_manifest("hello", {"source": str(tmp_path), "start": ["./run.sh", "-p", "8000"]}, MANIFEST)
+    text = render.render_unit(s)
+    assert 'ExecStart="/srv/ripdep/hello/run.sh" "-p" "8000"' in text
+    checked = verifiable(Context(s, None, AppState("hello")), text)  # type: ignore[arg-type]
+    assert f'ExecStart="{tmp_path}/run.sh" "-p" "8000"' in checked
+    assert checked.replace(str(tmp_path), "/srv/ripdep/hello") == text  # nothing else differs
