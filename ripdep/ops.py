@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from ripdep import names
-from ripdep.errors import UnknownApp
+from ripdep.errors import BadInput, UnknownApp
 from ripdep.paths import PATHS, Paths
 
 
@@ -35,4 +35,10 @@ def exec_logs(app: str, lines: int, follow: bool, since: str | None, paths: Path
         argv.append("--follow")
     if since:
         argv.append(f"--since={names.check_plain_text(since, '--since')}")  # one word, never an option
+        # journalctl's own refusal would exit 1 ("internal"): a bad value is bad input, said first
+        from ripdep.host.proc import run
+
+        if run(["systemd-analyze", "timestamp", "--", since], check=False).returncode != 0:
+            raise BadInput(f"--since: {since!r} is not a time journalctl understands",
+                           hint='e.g. --since "1 hour ago", --since today, --since "2026-11-29 10:00"')
     os.execvp("journalctl", argv)

@@ -136,3 +136,38 @@ def test_a_source_with_a_file_only_root_can_read_is_refused(ct):
     doc = json.loads(proc.stdout)
     assert proc.returncode == 2 and "passwords.dat is not readable by every user" in doc["msg"], doc
     assert snapshot(ct) == before and "S3cr3t" not in proc.stdout + proc.stderr
+
+
+HOSTILE_NAMES = ["../x", "-rf", "A", "x y", "root", "postgres", "ripdep-x", "a\nb", "x" * 40, "$(id)", "a;b", ""]
+# every command that takes an app name, with whatever else it needs to get as far as the name check
+COMMANDS = [["deploy", "{}"], ["deploy", "{}", "--check"], ["status", "{}"], ["logs", "{}"], ["start", "{}"],
+            ["stop", "{}"], ["restart", "{}"], ["config", "get", "{}"], ["config", "set", "{}", "A=1"],
+            ["config", "unset", "{}", "A"], ["secret", "list", "{}"], ["secret", "rotate", "{}", "TOKEN"],
+            ["secret", "unset", "{}", "TOKEN"], ["backup", "{}"], ["backup", "list", "{}"],
+            ["restore", "{}", "x", "--yes"], ["destroy", "{}", "--yes"], ["destroy", "{}", "--check"]]
+
+
+def test_every_command_refuses_every_hostile_app_name_and_changes_nothing(probe_factory, ct):
+    probe_factory("name-bystander")
+    before = snapshot(ct)
+    for command in COMMANDS:
+        for name in HOSTILE_NAMES:
+            argv = [name if word == "{}" else word for word in command]
+            proc = ct.ripdep(*argv)
+            assert proc.returncode == 2, (argv, proc.returncode, proc.stderr)
+            assert "Traceback" not in proc.stderr, argv
+    assert snapshot(ct) == before
+    assert ct.get_json("http://127.0.0.1/name-bystander/healthz") == {"ok": True}
+
+
+@pytest.mark.parametrize("argv", [
+    ["config", "set", "name-bystander", "BAD KEY=1"], ["config", "set", "name-bystander", "PORT=1"],
+    ["config", "set", "name-bystander", "NOEQUALS"], ["config", "unset", "name-bystander", "../x"],
+    ["restore", "name-bystander", "../../../etc", "--yes"], ["restore", "name-bystander", "/etc", "--yes"],
+    ["logs", "name-bystander", "--since", "-f"], ["logs", "name-bystander", "--since", "a\nb"]])
+def test_hostile_arguments_are_refused_and_change_nothing(probe_factory, ct, argv):
+    probe_factory("name-bystander")
+    before = snapshot(ct)
+    proc = ct.ripdep(*argv)
+    assert proc.returncode == 2, (argv, proc.returncode, proc.stdout, proc.stderr)
+    assert snapshot(ct) == before
