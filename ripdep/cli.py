@@ -22,7 +22,9 @@ def fail(command: str, error: RipdepError, as_json: bool, app: str | None = None
     from ripdep import report
 
     if as_json:
-        report.print_json(report.envelope(command, app, check=check, error=error))
+        # a run that failed after it changed the host reports what it changed, where, and the probe
+        report.print_json(report.run_document(command, app or "", error.result, error, check) if error.result
+                          else report.envelope(command, app, check=check, error=error))
     report.print_error(error)
     sys.exit(error.exit_status)
 

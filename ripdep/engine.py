@@ -16,7 +16,7 @@ from pathlib import Path
 from ripdep import names, render
 from ripdep.apply import apply_change
 from ripdep.context import Context
-from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, UnknownApp
+from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, RipdepError, UnknownApp
 from ripdep.host import Host, http
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
@@ -126,20 +126,31 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
     return steps
 
 
-def apply_all(ctx: Context, steps: list[Step], progress) -> None:
+def apply_all(ctx: Context, steps: list[Step], progress) -> list[Step]:
+    """Apply every change in order; returns what was applied. A failure carries the steps applied
+    before it (error.result), so the report says what did change."""
     crash_after = int(os.environ.get(CRASH_AFTER, "0") or 0)
-    applied = 0
+    applied: list[Step] = []
+    count = 0
     for step in steps:
+        done = Step(step.id, [], step.note)
+        applied.append(done)
         for change in step.changes:
             try:
-                apply_change(change, ctx)
-            except OSError as e:
-                raise ApplyFailed(f"{change.id}: {change.detail} failed: {e}",
-                                  hint="fix the cause and run the deploy again: it resumes where it stopped") from None
-            applied += 1
-            if crash_after and applied >= crash_after:
+                try:
+                    apply_change(change, ctx)
+                except OSError as e:
+                    raise ApplyFailed(f"{change.id}: {change.detail} failed: {e}",
+                                      hint="fix the cause and run the deploy again: it resumes where it stopped") from None
+            except RipdepError as e:
+                e.result = RunResult(ctx.app, False, [s for s in applied if s.changes], ctx.url, ctx.port)
+                raise
+            done.changes.append(change)
+            count += 1
+            if crash_after and count >= crash_after:
                 os.kill(os.getpid(), signal.SIGKILL)
         progress(step)
+    return applied
 
 
 def health_check(ctx: Context, deadline: float) -> http.Probe:
@@ -188,16 +199,20 @@ def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY
                 return result
             changed = result.changed
             apply_all(ctx, result.steps, progress)
-            if changed:
-                if verb.scope == "app":
-                    ctx.record(last_change=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-                confirm_converged(ctx, verb)
-            if ctx.state.desired == "running":
-                restarted = any(c.action in ("start", "restart") for s in result.steps for c in s.changes)
-                probe = health_check(ctx, settings.health_timeout if restarted or changed else 5)
-                result.health = probe
-                if not probe.ok:
-                    raise health_failure(ctx, probe)
+            try:
+                if changed:
+                    if verb.scope == "app":
+                        ctx.record(last_change=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    confirm_converged(ctx, verb)
+                if ctx.state.desired == "running":
+                    restarted = any(c.action in ("start", "restart") for s in result.steps for c in s.changes)
+                    probe = health_check(ctx, settings.health_timeout if restarted or changed else 5)
+                    result.health = probe
+                    if not probe.ok:
+                        raise health_failure(ctx, probe)
+            except RipdepError as e:
+                e.result = result  # everything was applied: the report must say so (changed, url, health)
+                raise
             result.seconds = time.monotonic() - t0
             return result
         finally:

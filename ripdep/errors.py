@@ -5,6 +5,8 @@ Exit statuses are part of the interface (docs/exit-codes.md); never renumber the
 
 from __future__ import annotations
 
+from typing import Any
+
 # exit status per failure class
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug or an unexpected host error: report it
@@ -38,6 +40,7 @@ class RipdepError(Exception):
     """An error the operator can act on: message in their vocabulary, a hint for the next step."""
 
     code = "internal"
+    result: Any = None  # what a run had already done when it failed (engine.RunResult), for its report
 
     def __init__(self, message: str, hint: str | None = None, details: list[str] | None = None):
         super().__init__(message)

@@ -58,7 +58,9 @@ def test_failing_health_check_reports_check_timings_and_journal(ct):
     assert "check: GET http://127.0.0.1/crashy/healthz through Caddy" in details
     assert "attempt(s) over" in details
     assert "crashy: boom at start" in details
-    assert doc["health"] is None or doc["health"]["ok"] is False
+    # the deploy was applied: the document says what it changed, where the app is, and the probe
+    assert doc["changed"] and "unit:ripdep-crashy.service" in [a["id"] for a in doc["actions"]]
+    assert doc["url"] == "http://127.0.0.1/crashy/" and doc["port"] and doc["health"]["ok"] is False
     # Restart= gave up, so the wait ended well before the 30 s deadline
     assert "failed" in details
 

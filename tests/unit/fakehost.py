@@ -43,6 +43,7 @@ class FakeHost:
         self.drop_writes: set[Path] = set()  # writes that silently do not take
         self.fail_at: int | None = None  # the Nth mutation raises OSError (a crash mid-apply)
         self.root = True
+        self.healthy = True  # False: the app answers its health check with 502
 
     def _mutate(self, what: str) -> None:
         if self.fail_at is not None and len(self.mutations) + 1 >= self.fail_at:
@@ -217,7 +218,7 @@ class FakeHost:
 
     def probe(self, url, target, path, host_header, deadline, gave_up) -> Probe:
         app_units = [u for u in self.units if u.startswith("ripdep-") and u.endswith(".service") and ".proxy" not in u]
-        ok = any(self.units[u] == "active" for u in app_units)
+        ok = self.healthy and any(self.units[u] == "active" for u in app_units)
         return Probe(url, ok=ok, status=200 if ok else 502, attempts=1)
 
     # ripdep's records

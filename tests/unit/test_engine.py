@@ -216,3 +216,23 @@ def test_a_source_file_not_readable_by_every_user_is_refused_before_anything_cha
     assert e.value.code == "bad_input" and host.mutations == []
     secret.chmod(0o644)  # control: readable by all, it is code like any other
     assert deploy(world, manifest).health.ok
+
+
+def test_a_deploy_that_fails_its_health_check_reports_what_it_changed(world):
+    paths, host, _ = world
+    host.healthy = False
+    with pytest.raises(RipdepError) as e:
+        deploy(world)
+    assert e.value.code == "health_check_failed"
+    doc = report.run_document("deploy", "shop", e.value.result, e.value)
+    assert doc["failed"] and doc["exit_code"] == 4 and doc["changed"] and doc["actions"]
+    assert doc["url"] == "http://127.0.0.1/shop/" and doc["port"] and doc["health"]["status"] == 502
+
+
+def test_a_failure_mid_apply_reports_only_what_was_applied(world):
+    paths, host, _ = world
+    host.fail_at = 4
+    with pytest.raises(ApplyFailed) as e:
+        deploy(world)
+    applied = [c.id for s in e.value.result.steps for c in s.changes]
+    assert applied and len(applied) < 4 and "unit:ripdep-shop.service" not in applied
