@@ -284,13 +284,15 @@ def _fill(spec: AppSpec, tmp: Path, name: str, paths: Paths, progress) -> None:
     app = spec.name
     known: dict[str, str] = {}
     sizes: dict[str, int] = {}
-    pg_version = None
+    pg_version = locale = None
     if spec.database:
         progress(f"backup {app} ... pg_dump")
         known["db.dump"] = _dump(app, tmp / "db.dump")
         pg = Postgres()
         try:
             pg_version = pg.server_version()
+            db = pg.read_app(app)[1]
+            locale = db.collate if db else None  # what a restore recreates, whatever the manifest says then
         finally:
             pg.close()
     progress(f"backup {app} ... state dir")
@@ -307,10 +309,19 @@ def _fill(spec: AppSpec, tmp: Path, name: str, paths: Paths, progress) -> None:
     import tomli_w
 
     facts = {"app": app, "time": name, "ripdep_version": __version__, "database": spec.database,
-             "postgresql_version": pg_version or "", "sizes": sizes}
+             "postgresql_version": pg_version or "", "database_locale": locale or "", "sizes": sizes}
     fs.write_file(tmp / "backup.toml", tomli_w.dumps(facts).encode(), mode=0o600)
     write_sums(tmp, known)
     fs.fsync_dir(tmp)
+
+
+def backup_locale(folder: Path, spec: AppSpec) -> str | None:
+    """The locale the backed-up database had (older backups did not record it: the manifest's)."""
+    try:
+        recorded = tomllib.loads((folder / "backup.toml").read_text()).get("database_locale")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        recorded = None
+    return recorded or spec.database_locale
 
 
 def verify(folder: Path, spec: AppSpec, paths: Paths = PATHS, progress=lambda msg: None) -> BackupInfo:
@@ -335,7 +346,7 @@ def verify(folder: Path, spec: AppSpec, paths: Paths = PATHS, progress=lambda ms
         with scratch_lock(paths):
             pg = Postgres()
             try:
-                error = restore_database(folder / "db.dump", app, spec.database_locale, pg)
+                error = restore_database(folder / "db.dump", app, backup_locale(folder, spec), pg)
                 if error:
                     problems.append(f"db.dump does not restore: {error}")
             finally:

@@ -136,7 +136,7 @@ def _restore_parts(app: str, folder: Path, paths: Paths) -> Step:
         staged = None
         try:
             if with_db:
-                error = backup.restore_database(folder / "db.dump", app, spec.database_locale, pg)
+                error = backup.restore_database(folder / "db.dump", app, backup.backup_locale(folder, spec), pg)
                 if error:
                     raise BackupInvalid(f"db.dump of {folder.name} does not restore; nothing was changed",
                                         details=error.splitlines()[-10:])

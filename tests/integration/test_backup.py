@@ -187,3 +187,16 @@ def test_destroy_and_stop_check_show_the_plan_and_change_nothing(ct, probe_facto
     assert proc.returncode == 0 and [a["action"] for a in json.loads(proc.stdout)["actions"]][-1] == "stop"
     assert snapshot(ct) == before
     assert ct.show("ripdep-planned.service", "ActiveState") == "active"
+
+
+def test_restore_keeps_the_locale_the_backed_up_database_had(ct):
+    app = App(ct, "collated")
+    assert app.deploy(manifest(database_locale='"C"'))[0] == 0
+    code, doc = backup_json(ct, "collated")
+    assert code == 0, doc
+    assert app.deploy(manifest())[0] == 0  # the key is gone from the manifest; the database keeps C
+    proc = ct.ripdep("restore", "collated", doc["data"]["backup"]["name"], "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout
+    collate = ct.run("runuser", "-u", "postgres", "--", "psql", "-XAtc",
+                     "select datcollate from pg_database where datname = 'collated'", check=True).stdout.strip()
+    assert collate == "C"
