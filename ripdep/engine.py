@@ -81,9 +81,9 @@ def require_services(ctx: Context) -> None:
     otherwise the deploy would apply everything and then fail its health check (exit 4)."""
     needed = ["caddy.service"] + (["postgresql.service"] if ctx.spec.database else [])
     for name in needed:
-        state = ctx.host.read_unit(name, with_file_state=False)
-        if state.active_state != "active":
-            raise PreconditionFailed(f"{name} is {state.active_state}, not running; nothing was changed",
+        state = ctx.host.active_state(name)
+        if state != "active":
+            raise PreconditionFailed(f"{name} is {state}, not running; nothing was changed",
                                      hint=f"systemctl start {name}")
 
 
@@ -157,9 +157,9 @@ def health_check(ctx: Context, deadline: float) -> http.Probe:
     def gave_up() -> str | None:
         # Restart= gives up after StartLimitBurst crashes: no point waiting for the deadline then
         for name in (ctx.unit_name, ctx.paths.proxy_socket_name(ctx.app)):
-            state = ctx.host.read_unit(name, with_file_state=False)
-            if state.active_state in ("failed", "inactive"):
-                return f"{name} is {state.active_state}"
+            state = ctx.host.active_state(name)
+            if state in ("failed", "inactive"):
+                return f"{name} is {state}"
         return None
 
     target = ctx.spec.health_target(str(ctx.paths.proxy_socket(ctx.app)))

@@ -104,6 +104,9 @@ class Host:
     def read_unit(self, name: str, *, with_file_state: bool = True):
         return self.bus.read_unit(name, with_file_state=with_file_state)
 
+    def active_state(self, name: str) -> str:
+        return self.bus.active_state(name)
+
     def systemctl(self, *args: str, quiet: bool = False) -> None:
         """quiet: "already so" is fine (stopping a stopped unit, resetting an unloaded one)."""
         from ripdep.host import systemd

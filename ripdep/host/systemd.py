@@ -64,6 +64,13 @@ class Bus:
                                       apply_signature(b"ss", [interface, prop]))
         return reply.body
 
+    def active_state(self, name: str) -> str:
+        """Only ActiveState: one Get (~0.2 ms) where read_unit makes six or more."""
+        from pystemd.dbuslib import path_encode
+
+        return self._get(path_encode(UNIT_PREFIX, name.encode()), b"org.freedesktop.systemd1.Unit",
+                         b"ActiveState").decode()
+
     def read_unit(self, name: str, *, with_file_state: bool = True) -> UnitState:
         """Only the properties ripdep uses, one `Get` each: ~0.2 ms apiece, where one `GetAll` of
         the Service interface (hundreds of properties) costs ~2.4 ms."""

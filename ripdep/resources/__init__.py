@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
 
 
 class Action(str, Enum):
@@ -35,26 +36,28 @@ class Action(str, Enum):
 
 
 # --- what a change does: plain values, carried out in order by apply.apply_op -------------------
+# NamedTuples, not dataclasses: every command that plans imports all of them, and a dataclass costs
+# ~0.5 ms to define (measured: +10 ms on a no-change deploy), a NamedTuple a tenth of that.
 
-@dataclass(frozen=True)
-class WriteFile:
+class WriteFile(NamedTuple):
     path: Path
-    content: bytes = field(repr=False)  # may hold secrets: never in a repr or a log
+    content: bytes  # may hold secrets: never in a repr or a log (see __repr__)
     mode: int
     uid: int = 0
     gid: int = 0
     dirs: tuple[tuple[Path, int], ...] = ()  # folders (path, mode) ensured first, in order
     tmp_dir: Path | None = None
 
+    def __repr__(self) -> str:
+        return f"WriteFile({self.path}, {len(self.content)} bytes, mode={self.mode:04o})"
 
-@dataclass(frozen=True)
-class EnsureDir:
+
+class EnsureDir(NamedTuple):
     path: Path
     mode: int
 
 
-@dataclass(frozen=True)
-class PgHba:
+class PgHba(NamedTuple):
     """Write pg_hba.conf (keeping its mode and owner), reload PostgreSQL, and put the previous file
     back and reload again if PostgreSQL reports errors in it."""
 
@@ -63,71 +66,60 @@ class PgHba:
     previous: object  # fs.FileState of the file as it was
 
 
-@dataclass(frozen=True)
-class RemoveFile:
+class RemoveFile(NamedTuple):
     path: Path
 
 
-@dataclass(frozen=True)
-class Symlink:
+class Symlink(NamedTuple):
     link: Path
     target: Path
 
 
-@dataclass(frozen=True)
-class Systemctl:
+class Systemctl(NamedTuple):
     args: tuple[str, ...]
     quiet: bool = False  # "already so" is fine
 
 
-@dataclass(frozen=True)
-class Sql:
+class Sql(NamedTuple):
     statements: tuple = ()  # psycopg.sql objects
     transaction: bool = False
 
 
-@dataclass(frozen=True)
-class RemoveTree:
+class RemoveTree(NamedTuple):
     """A folder and everything below it (links are removed, never followed)."""
 
     path: Path
 
 
-@dataclass(frozen=True)
-class DeleteUser:
+class DeleteUser(NamedTuple):
     name: str
 
 
-@dataclass(frozen=True)
-class CreateUser:
+class CreateUser(NamedTuple):
     name: str
     gecos: str
     home: str
 
 
-@dataclass(frozen=True)
-class ModifyUser:
+class ModifyUser(NamedTuple):
     name: str
     gecos: str
     home: str
 
 
-@dataclass(frozen=True)
-class InstallCode:
+class InstallCode(NamedTuple):
     app: str
     source: Path
     digest: str
 
 
-@dataclass(frozen=True)
-class WriteSecret:
+class WriteSecret(NamedTuple):
     folder: Path
     key: str
-    value: object = field(repr=False)  # a secret.Secret
+    value: object  # a secret.Secret, which masks itself in a repr
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """Facts for ripdep's state, written when this point of the plan has been applied."""
 
     fields: tuple[tuple[str, object], ...]
@@ -137,19 +129,20 @@ class Record:
         return cls(tuple(sorted(fields.items())))
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """Record the app's route, re-checked under the host lock (a parallel deploy may have taken it)."""
 
     key: str
 
 
-@dataclass(frozen=True)
-class CaddySwap:
+class CaddySwap(NamedTuple):
     """Write the snippets and reload Caddy; on a failed reload put the previous ones back."""
 
-    wanted: dict = field(repr=False, hash=False)
-    previous: dict = field(repr=False, hash=False)
+    wanted: dict
+    previous: dict
+
+    def __repr__(self) -> str:
+        return f"CaddySwap({', '.join(map(str, self.wanted))})"
 
 
 Op = (WriteFile | EnsureDir | PgHba | RemoveFile | RemoveTree | Symlink | Systemctl | Sql | CreateUser | ModifyUser | DeleteUser

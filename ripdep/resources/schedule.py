@@ -48,8 +48,7 @@ def plan(ctx: Context) -> Step:
         check_calendar(ctx.host, schedule)
     if not ctx.host.is_link(link):
         changes.append(Change(rid, Action.ENABLE, f"enable {timer}", ops=(Symlink(link, paths.units / timer),)))
-    state = ctx.host.read_unit(timer, with_file_state=False)
-    if changes or state.active_state != "active":
+    if changes or ctx.host.active_state(timer) != "active":
         changes.append(Change(rid, Action.START, f"start {timer} ({schedule})",
                               ops=(Systemctl(("daemon-reload",)), Systemctl(("restart", timer)))))
     return Step(rid, changes, f"backups: {schedule}")

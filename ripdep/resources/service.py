@@ -89,7 +89,7 @@ def plan_proxy(ctx: Context, changes: list[Change], proxy_changed: bool) -> None
     if ctx.state.desired != "running" or any(c.action in ("start", "restart") for c in changes):
         return
     socket = ctx.paths.proxy_socket_name(ctx.app)
-    if proxy_changed or ctx.host.read_unit(socket, with_file_state=False).active_state != "active":
+    if proxy_changed or ctx.host.active_state(socket) != "active":
         changes.append(Change(f"service:{socket}", Action.RESTART, f"restart {socket} (Caddy's way into the app)",
                               ops=restart_proxy_ops(ctx.paths, ctx.app)))
 

@@ -126,6 +126,9 @@ class FakeHost:
         return UnitState("loaded" if loaded else "not-found", active, "running" if active == "active" else "dead",
                          "", 0, 0, None, None, 0, self.need_reload)
 
+    def active_state(self, name: str) -> str:
+        return self.read_unit(name).active_state
+
     def systemctl(self, *args: str, quiet: bool = False) -> None:
         verb, names = args[0], args[1:]
         if verb == "reset-failed":
