@@ -62,10 +62,13 @@ def disable(paths: Paths, app: str) -> None:
 
 
 def start_ops(paths: Paths, app: str, action: str) -> tuple:
-    # Restart= may have given up earlier (failed), or a burst of quick changes may have used up
-    # StartLimitBurst: a start ripdep asks for is deliberate, so the app and its socket always get a
-    # fresh start limit ("not loaded", on a first start, is fine)
+    """Restart= may have given up earlier (failed), or a burst of quick changes may have used up
+    StartLimitBurst: a start ripdep asks for is deliberate, so the app and its socket always get a
+    fresh start limit ("not loaded", on a first start, is fine). A proxy that a request started while
+    the app was down sits in a network namespace of its own (systemd 252 does not move it into the
+    app's when the app starts later): it goes first, and the next request starts one in the app's."""
     return (Systemctl(("reset-failed", paths.unit_name(app), paths.proxy_socket_name(app)), quiet=True),
+            Systemctl(("stop", paths.proxy_service_name(app)), quiet=True),
             Systemctl((action, paths.unit_name(app))))
 
 

@@ -95,3 +95,22 @@ def test_shared_memory_and_run_lock_are_private_to_each_app(pair, ct):
     assert ct.run("test", "-e", "/dev/shm/planted").returncode != 0  # not the host's either
     assert a.op("write", path="/run/lock/planted")["ok"]
     assert ct.run("test", "-e", "/run/lock/planted").returncode != 0
+
+
+def test_requests_to_a_crashed_app_do_not_break_its_socket_and_start_brings_it_back(ct):
+    app = App(ct, "net-crash")
+    assert app.deploy(manifest())[0] == 0
+    unit = "ripdep-net-crash.service"
+    for _ in range(12):  # until Restart= gives up
+        if ct.show(unit, "ActiveState") == "failed":
+            break
+        ct.run("systemctl", "kill", "--signal=SIGKILL", unit)
+        ct.sh(f"for i in $(seq 40); do s=$(systemctl show -P ActiveState {unit}); "
+              "[ $s = active ] || [ $s = failed ] && break; sleep 0.1; done")
+    assert ct.show(unit, "ActiveState") == "failed"
+    for _ in range(5):  # each answered at once, none left pending to re-trigger the proxy in a loop
+        assert ct.curl(f"{app.url}healthz", "-o", "/dev/null", "-w", "%{http_code}").stdout == "502"
+    assert ct.show("ripdep-net-crash.proxy.socket", "Result") == "success"
+    proc = ct.ripdep("start", "net-crash", "--json")  # at once: no limit to wait out
+    assert proc.returncode == 0 and json.loads(proc.stdout)["health"]["ok"], proc.stdout
+    assert ct.get_json(f"{app.url}healthz") == {"ok": True}

@@ -121,7 +121,9 @@ def test_proxy_units_join_the_apps_namespace_and_only_caddy_reaches_the_socket()
     assert sock["PartOf"] == ["ripdep-hello.service"]
     svc = directives(units["ripdep-hello.proxy.service"])
     assert svc["JoinsNamespaceOf"] == ["ripdep-hello.service"] and svc["PrivateNetwork"] == ["yes"]
-    assert svc["Requisite"] == ["ripdep-hello.service"]  # a request never starts a stopped app
+    # a request never starts the app, and is never left pending (a trigger loop): no dependency on it
+    assert "Requisite" not in svc and "Requires" not in svc and "BindsTo" not in svc
+    assert svc["PartOf"] == ["ripdep-hello.service"] and svc["After"] == ["ripdep-hello.service"]
     assert svc["ExecStart"] == ["/lib/systemd/systemd-socket-proxyd 127.0.0.1:20001"]
     assert svc["User"] == ["hello"]
     egress = directives(render.render_proxy_units(spec(network={"egress": ["192.0.2.10"]}), 20001)
