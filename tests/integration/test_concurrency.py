@@ -12,7 +12,10 @@ def test_eight_parallel_deploys_get_eight_distinct_ports(ct):
         ct.write(app.manifest_path, manifest())
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda a: ct.deploy_json(a.name, "--manifest", a.manifest_path), apps))
-    assert [code for code, _ in results] == [0] * 8, results
+    # every one succeeds; when one does not, show its message and errors (a bare list of codes hid them)
+    failed = {doc.get("app"): (code, doc.get("msg"), doc.get("errors")) for code, doc in results if code != 0}
+    assert not failed, failed
+    assert len(results) == 8
     ports = {doc["port"] for _, doc in results}
     assert len(ports) == 8
     for app in apps:
