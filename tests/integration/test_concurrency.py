@@ -12,7 +12,10 @@ def test_eight_parallel_deploys_get_eight_distinct_ports(ct):
         ct.write(app.manifest_path, manifest())
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda a: ct.deploy_json(a.name, "--manifest", a.manifest_path), apps))
-    assert [code for code, _ in results] == [0] * 8, results
+    # every one succeeds; when one does not, show its message and errors (a bare list of codes hid them)
+    failed = {doc.get("app"): (code, doc.get("msg"), doc.get("errors")) for code, doc in results if code != 0}
+    assert not failed, failed
+    assert len(results) == 8
     ports = {doc["port"] for _, doc in results}
     assert len(ports) == 8
     for app in apps:
@@ -21,15 +24,25 @@ def test_eight_parallel_deploys_get_eight_distinct_ports(ct):
 
 def test_concurrent_deploy_of_one_app_gets_the_lock_code(probe_factory, ct):
     app = probe_factory("locked")
-    holder = subprocess.Popen([*ct_exec(ct), "flock", "/run/ripdep/locks/locked.lock", "sleep", "20"], env=ct.env)
+    lock, held = "/run/ripdep/locks/locked.lock", "/run/ripdep-test-lock-holder.pid"
+    ct.run("rm", "-f", held, check=True)
+    # flock runs the shell only once it holds the lock: the pid file appears only then (a process
+    # merely waiting for the lock, or not started yet, must not count as holding it)
+    holder = subprocess.Popen([*ct_exec(ct), "flock", "--wait", "10", lock, "/bin/sh", "-c",
+                               f"echo $$ > {held}; exec sleep 20"], env=ct.env)
     try:
-        ct.sh("for i in $(seq 100); do pgrep -f 'sleep 20' >/dev/null && exit 0; sleep 0.05; done; exit 1", check=True)
+        ct.sh(f"for i in $(seq 200); do [ -s {held} ] && exit 0; sleep 0.05; done; exit 1", check=True)
+        assert ct.run("flock", "--nonblock", lock, "true").returncode == 1  # it really is held
         code, doc = ct.deploy_json(app.name)
         assert code == 5 and doc["errors"][0]["code"] == "lock_held"
         assert "another ripdep run" in doc["msg"]
     finally:
-        holder.kill()
-        ct.run("pkill", "-f", "sleep 20")
+        # end the holder by its pid (its sleep); flock, nsenter and ct.sh then exit by themselves
+        ct.sh(f"[ -s {held} ] && kill $(cat {held}); rm -f {held}")
+        try:
+            holder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
     code, doc = ct.deploy_json(app.name)
     assert code == 0 and doc["changed"] is False
 

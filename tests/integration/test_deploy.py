@@ -3,7 +3,9 @@
 import json
 import re
 
-from conftest import PREFIX
+import pytest
+
+from conftest import PREFIX, ROOT
 
 EXAMPLE = "examples/hello/ripdep.toml"
 MANAGED = ["/etc/ripdep", "/var/lib/ripdep/state", "/srv/ripdep", "/etc/systemd/system", "/etc/caddy"]
@@ -14,11 +16,17 @@ def snapshot(ct) -> str:
     return ct.sh("find " + " ".join(MANAGED) + " -printf '%p %T@ %s %m %u:%g\\n' | sort", check=True).stdout
 
 
-def test_example_app_answers_through_caddy_from_its_own_database(ct):
-    from conftest import ROOT
-
+@pytest.fixture(scope="module")
+def hello(ct):
+    """The example app, deployed once for this module by whichever test needs it first; the
+    document of that first deploy, which created it."""
     code, doc = ct.deploy_json("hello", "--manifest", str(ROOT / EXAMPLE))
     assert code == 0, doc
+    return doc
+
+
+def test_example_app_answers_through_caddy_from_its_own_database(ct, hello):
+    doc = hello
     assert doc["changed"] is True and doc["url"] == "http://127.0.0.1/hello/"
     assert doc["health"]["ok"] is True
     ids = {a["id"] for a in doc["actions"]}
@@ -34,7 +42,7 @@ def test_example_app_answers_through_caddy_from_its_own_database(ct):
     assert redirect.stdout == "308 http://127.0.0.1/hello/"
 
 
-def test_second_deploy_changes_nothing(ct):
+def test_second_deploy_changes_nothing(ct, hello):
     before = snapshot(ct)
     pid = ct.show("ripdep-hello.service", "MainPID")
     code, doc = ct.deploy_json("hello")
@@ -45,7 +53,7 @@ def test_second_deploy_changes_nothing(ct):
     assert ct.show("ripdep-hello.service", "MainPID") == pid
 
 
-def test_human_output_one_line_per_step(ct):
+def test_human_output_one_line_per_step(ct, hello):
     proc = ct.ripdep("deploy", "hello")
     assert proc.returncode == 0
     lines = proc.stderr.splitlines()
@@ -54,7 +62,7 @@ def test_human_output_one_line_per_step(ct):
     assert proc.stdout.startswith("hello: unchanged, http://127.0.0.1/hello/, healthy")
 
 
-def test_files_modes_and_owners(ct):
+def test_files_modes_and_owners(ct, hello):
     stat = lambda p: ct.run("stat", "-c", "%a %U:%G", p, check=True).stdout.strip()  # noqa: E731
     assert stat("/etc/ripdep/env/hello.env") == "600 root:root"
     assert stat("/etc/ripdep/secrets/hello") == "700 root:root"
@@ -69,7 +77,7 @@ def test_files_modes_and_owners(ct):
     assert state.startswith("# managed by ripdep") and "port = " in state
 
 
-def test_secret_generated_once_and_kept(ct):
+def test_secret_generated_once_and_kept(ct, hello):
     read = lambda: ct.run("cat", "/etc/ripdep/secrets/hello/SECRET_KEY", check=True).stdout  # noqa: E731
     value = read()
     assert len(value) >= 40
@@ -81,7 +89,7 @@ def test_secret_generated_once_and_kept(ct):
     assert value not in proc.stdout + proc.stderr
 
 
-def test_unit_passes_verify_and_scores_within_gate(ct):
+def test_unit_passes_verify_and_scores_within_gate(ct, hello):
     verify = ct.run("systemd-analyze", "verify", "/etc/systemd/system/ripdep-hello.service")
     assert verify.returncode == 0 and verify.stderr.strip() == ""
     out = ct.run("systemd-analyze", "security", "--offline=true", "/etc/systemd/system/ripdep-hello.service").stdout
@@ -89,7 +97,7 @@ def test_unit_passes_verify_and_scores_within_gate(ct):
     assert score <= 1.5
 
 
-def test_listener_is_on_loopback_only(ct):
+def test_listener_is_on_loopback_only(ct, hello):
     port = json.loads(ct.ripdep("deploy", "hello", "--json").stdout)["port"]
     pid = ct.show("ripdep-hello.service", "MainPID")
     # inside its own network namespace, on its loopback only ...
@@ -100,9 +108,7 @@ def test_listener_is_on_loopback_only(ct):
     assert not [l for l in ct.run("ss", "-Hltnp").stdout.splitlines() if f"pid={pid}," in l or f":{port} " in l]
 
 
-def test_check_changes_no_file(ct):
-    from conftest import ROOT
-
+def test_check_changes_no_file(ct, hello):
     text = (ROOT / EXAMPLE).read_text().replace('GREETING = "Hello"', 'GREETING = "Changed"')
     ct.write("/root/hello-changed.toml", text.replace('source = "."', f'source = "{ROOT}/examples/hello"'))
     before = snapshot(ct)
@@ -125,8 +131,6 @@ def test_bad_input_changes_nothing(ct):
 
 
 def test_foreign_user_is_never_adopted(ct):
-    from conftest import ROOT
-
     ct.run("useradd", "--system", "somebody", check=True)
     before = snapshot(ct)
     code, doc = ct.deploy_json("somebody", "--manifest", str(ROOT / EXAMPLE))
@@ -134,10 +138,8 @@ def test_foreign_user_is_never_adopted(ct):
     assert snapshot(ct) == before
 
 
-def test_no_change_deploy_imports_neither_boto3_nor_psycopg(ct):
+def test_no_change_deploy_imports_neither_boto3_nor_psycopg(ct, hello):
     # the speed design: heavy modules only on the paths that use them
-    from conftest import ROOT
-
     assert ct.deploy_json("hello", "--manifest", str(ROOT / EXAMPLE))[0] == 0
     proc = ct.run(f"{PREFIX}/bin/python", "-X", "importtime", "-m", "ripdep", "deploy", "hello", "--json")
     assert proc.returncode == 0

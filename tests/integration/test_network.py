@@ -57,7 +57,10 @@ def test_a_stopped_apps_port_cannot_be_taken_over(pair, ct):
         assert answer == "502"  # not the impostor
     finally:
         proc = ct.ripdep("start", "net-b", "--json")
+        # drops the impostor: it would stay in a's namespace and answer a's later connects to b's port
+        restarted = ct.ripdep("restart", "net-a")
     assert proc.returncode == 0, proc.stdout
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert ct.get_json(f"{b.url}healthz") == {"ok": True}
     assert "impostor" not in ct.curl(f"{b.url}healthz").stdout
 

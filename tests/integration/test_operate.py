@@ -33,13 +33,51 @@ def crash_until_failed(ct, unit):
     assert ct.show(unit, "ActiveState") == "failed"
 
 
+def wait_out_socket_trigger_limit(ct, app, interval=2.0):
+    """A ripdep bug this waits around, not a test of it: one request to a failed app (the status
+    tests' health probe through Caddy) makes its proxy socket re-trigger the proxy service, which
+    fails its Requisite=, until the socket fails with trigger-limit-hit (20 triggers within 2 s).
+    `ripdep start` inside those 2 s resets and restarts it, but its first health probe hits the still
+    exhausted limit, so start exits 4 and leaves the app running behind a failed socket (502).
+    Wait until the socket's TriggerLimitIntervalSec has passed since it failed (at once when an
+    earlier test probed it long enough ago, as happens in file order)."""
+    unit = f"ripdep-{app}.proxy.socket"
+    if ct.show(unit, "Result") != "trigger-limit-hit":
+        return
+    failed_at = int(ct.show(unit, "StateChangeTimestampMonotonic")) / 1e6
+    now = float(ct.run("/usr/bin/python3", "-c", "import time; print(time.monotonic())", check=True).stdout)
+    time.sleep(max(0.0, failed_at + interval + 0.2 - now))
+
+
 @pytest.fixture(scope="module")
-def trio(probe_factory, ct):
-    running = probe_factory("op-run", manifest(raw='[limits]\nmemory = "96M"\n'))
-    stopped = probe_factory("op-stop")
-    crashed = probe_factory("op-crash")
-    assert ct.ripdep("stop", stopped.name).returncode == 0
-    crash_until_failed(ct, "ripdep-op-crash.service")
+def deployed(probe_factory):
+    """The module's three apps, deployed once; the fixtures below put each in its state."""
+    return (probe_factory("op-run", manifest(raw='[limits]\nmemory = "96M"\n')), probe_factory("op-stop"),
+            probe_factory("op-crash"))
+
+
+# Each test gets the states it needs whatever ran before it: the restart test brings op-crash back,
+# the services-restart test starts op-stop and (by isolating) restarts op-run and op-crash.
+@pytest.fixture
+def running(deployed, ct):
+    assert ct.ripdep("start", "op-run").returncode == 0  # running and healthy (changes nothing if so)
+    return deployed[0]
+
+
+@pytest.fixture
+def stopped(deployed, ct):
+    assert ct.ripdep("stop", "op-stop").returncode == 0  # desired stopped, inactive
+    return deployed[1]
+
+
+@pytest.fixture
+def crashed(deployed, ct):
+    crash_until_failed(ct, "ripdep-op-crash.service")  # at once if it is still failed
+    return deployed[2]
+
+
+@pytest.fixture
+def trio(running, stopped, crashed):
     return running, stopped, crashed
 
 
@@ -78,14 +116,14 @@ def test_status_human_plain_when_not_a_tty(trio, ct):
     assert any(l.startswith("op-stop") and "stopped" in l and "inactive/dead" in l for l in lines)
 
 
-def test_list_shows_only_ripdep_apps(trio, ct):
+def test_list_shows_only_ripdep_apps(deployed, ct):
     apps = json.loads(ct.ripdep("list", "--json").stdout)["data"]["apps"]
     assert {"op-run", "op-stop", "op-crash"} <= set(apps)
     assert "postgres" not in apps and "caddy" not in apps
     assert ct.ripdep("list").stdout.split() == apps
 
 
-def test_logs_show_what_the_app_printed(trio, ct):
+def test_logs_show_what_the_app_printed(deployed, ct):
     out = ct.ripdep("logs", "op-run", "-n", "200").stdout
     assert "probe listening on 127.0.0.1:" in out
 
@@ -97,13 +135,13 @@ def test_unknown_app_exit_code(ct, argv):
     assert proc.returncode == 7 and "not managed by ripdep" in proc.stderr + proc.stdout
 
 
-def test_restart_start_and_crashed_recovery(trio, ct):
-    running, _, crashed = trio
+def test_restart_start_and_crashed_recovery(running, crashed, ct):
     pid = running.main_pid()
     proc = ct.ripdep("restart", running.name, "--json")
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0 and doc["health"]["ok"] and running.main_pid() != pid
     # start brings the crashed one back (reset-failed), waits for health
+    wait_out_socket_trigger_limit(ct, crashed.name)  # whether or not the test before probed it just now
     proc = ct.ripdep("start", crashed.name, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["health"]["ok"]
     assert ct.show("ripdep-op-crash.service", "ActiveState") == "active"
@@ -112,8 +150,7 @@ def test_restart_start_and_crashed_recovery(trio, ct):
     assert doc["changed"] is False
 
 
-def test_stopped_stays_stopped_running_comes_back_after_services_restart(trio, ct):
-    running, stopped, _ = trio
+def test_stopped_stays_stopped_running_comes_back_after_services_restart(running, stopped, ct):
     pid = running.main_pid()
     ct.run("systemctl", "isolate", "rescue.target", check=True)
     assert ct.show("ripdep-op-run.service", "ActiveState") == "inactive"
@@ -131,7 +168,7 @@ def test_stopped_stays_stopped_running_comes_back_after_services_restart(trio, c
     assert ct.show("ripdep-op-stop.service", "UnitFileState") == "enabled"
 
 
-def test_status_over_ssh_without_tty(trio, ct):
+def test_status_over_ssh_without_tty(running, deployed, ct):
     ct.sh("mkdir -p /root/.ssh && chmod 700 /root/.ssh && rm -f /root/.ssh/id_test* && "
           "ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_test && "
           "cat /root/.ssh/id_test.pub >> /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys && "

@@ -86,27 +86,33 @@ def test_ssm_path_with_paging_and_tricky_values(moto, ct):
 
 
 def test_ssm_failures_change_nothing(moto, ct):
-    app = App(ct, "shop-a")
+    # an app and parameters of its own, deployed here: it must not rely on what an earlier test left
+    # in SSM (the endpoint may just have been restarted empty) or on an app an earlier test deployed
+    ssm(ct, "put", {"/ripdep/shop-b/key": "served before the failures"})
+    app = App(ct, "shop-b")
+    code, doc = deploy(app, manifest(raw='secrets_from = ["ssm:/ripdep/shop-b/"]\n'))
+    assert code == 0, doc
+    assert app.op("env", name="KEY")["result"] == "served before the failures"
     pid = app.main_pid()
-    env_before = ct.run("md5sum", "/etc/ripdep/env/shop-a.env").stdout
+    env_before = ct.run("md5sum", "/etc/ripdep/env/shop-b.env").stdout
     # a missing parameter
-    code, doc = app.deploy(manifest(raw='secrets_from = ["ssm:/ripdep/shop-a/"]\n[secrets]\nSINGLE = "ssm:/ripdep/nope"\n'),
+    code, doc = app.deploy(manifest(raw='secrets_from = ["ssm:/ripdep/shop-b/"]\n[secrets]\nSINGLE = "ssm:/ripdep/nope"\n'),
                            env=AWS)
     assert code == 3 and "/ripdep/nope does not exist" in doc["msg"]
     # no credentials
-    code, doc = ct.deploy_json("shop-a", env={k: v for k, v in AWS.items() if not k.endswith("_KEY_ID")}
+    code, doc = ct.deploy_json("shop-b", env={k: v for k, v in AWS.items() if not k.endswith("_KEY_ID")}
                                | {"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"})
     assert code == 3 and "no AWS credentials" in doc["msg"]
     # the endpoint is down
     ct.run("systemctl", "stop", "moto", check=True)
     try:
-        code, doc = ct.deploy_json("shop-a", env=AWS)
+        code, doc = ct.deploy_json("shop-b", env=AWS)
         assert code == 3 and "cannot reach SSM" in doc["msg"]
     finally:
         start_moto(ct)  # a fresh, empty endpoint for whatever runs next
     assert app.main_pid() == pid
-    assert ct.run("md5sum", "/etc/ripdep/env/shop-a.env").stdout == env_before
-    assert app.op("env", name="KEY_03")["result"] == "rotated in ssm"  # still serving its old values
+    assert ct.run("md5sum", "/etc/ripdep/env/shop-b.env").stdout == env_before
+    assert app.op("env", name="KEY")["result"] == "served before the failures"  # still serving its old values
 
 
 # --- credentials delivery -----------------------------------------------------------------
