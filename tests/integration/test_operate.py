@@ -33,22 +33,6 @@ def crash_until_failed(ct, unit):
     assert ct.show(unit, "ActiveState") == "failed"
 
 
-def wait_out_socket_trigger_limit(ct, app, interval=2.0):
-    """A ripdep bug this waits around, not a test of it: one request to a failed app (the status
-    tests' health probe through Caddy) makes its proxy socket re-trigger the proxy service, which
-    fails its Requisite=, until the socket fails with trigger-limit-hit (20 triggers within 2 s).
-    `ripdep start` inside those 2 s resets and restarts it, but its first health probe hits the still
-    exhausted limit, so start exits 4 and leaves the app running behind a failed socket (502).
-    Wait until the socket's TriggerLimitIntervalSec has passed since it failed (at once when an
-    earlier test probed it long enough ago, as happens in file order)."""
-    unit = f"ripdep-{app}.proxy.socket"
-    if ct.show(unit, "Result") != "trigger-limit-hit":
-        return
-    failed_at = int(ct.show(unit, "StateChangeTimestampMonotonic")) / 1e6
-    now = float(ct.run("/usr/bin/python3", "-c", "import time; print(time.monotonic())", check=True).stdout)
-    time.sleep(max(0.0, failed_at + interval + 0.2 - now))
-
-
 @pytest.fixture(scope="module")
 def deployed(probe_factory):
     """The module's three apps, deployed once; the fixtures below put each in its state."""
@@ -141,7 +125,6 @@ def test_restart_start_and_crashed_recovery(running, crashed, ct):
     doc = json.loads(proc.stdout)
     assert proc.returncode == 0 and doc["health"]["ok"] and running.main_pid() != pid
     # start brings the crashed one back (reset-failed), waits for health
-    wait_out_socket_trigger_limit(ct, crashed.name)  # whether or not the test before probed it just now
     proc = ct.ripdep("start", crashed.name, "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["health"]["ok"]
     assert ct.show("ripdep-op-crash.service", "ActiveState") == "active"
