@@ -1,5 +1,12 @@
 """Integration tests run ripdep inside a throw-away container whose PID 1 is a real systemd
-(tests/ct.sh), with the host's PostgreSQL, Caddy and /opt/ripdep. One container per session."""
+(tests/ct.sh), with the host's PostgreSQL, Caddy and /opt/ripdep. One container per session.
+
+No test relies on another having run before it: each test, or a fixture of its module, deploys the
+apps it uses (probe_factory, App) and puts them in the state it needs; a test that leaves a shared
+app changed (stopped, crashed, an extra listener in it) either puts it back or the fixture of the
+next test does. Check a change with a shuffled order too: with pytest-randomly installed,
+`-p randomly --randomly-seed=N` (modules stay together, their order and the order inside each is
+shuffled)."""
 
 from __future__ import annotations
 
