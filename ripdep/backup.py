@@ -19,7 +19,6 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 import time
 import tomllib
@@ -149,12 +148,6 @@ def _dump(app: str, target: Path) -> str:
     return _hash_file(target)
 
 
-def _as_app(app: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
-    """A tool as the app's user, no supplementary groups, from /: it reaches what the app reaches."""
-    return subprocess.run(argv, user=app, group=app, extra_groups=[], cwd="/", stderr=subprocess.PIPE,
-                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, timeout=3600, **kw)
-
-
 def _tar_state(app: str, state_dir: Path, target: Path) -> None:
     """The state dir as state/... in a tar written by tar running as the app's user: the app is live
     and may swap a folder for a link while it is read, so it is read with the app's privileges only."""
@@ -162,7 +155,7 @@ def _tar_state(app: str, state_dir: Path, target: Path) -> None:
     with os.fdopen(fd, "wb") as out:
         if os.path.isdir(state_dir) and not os.path.islink(state_dir):
             # --sparse: a sparse file the app made costs the backup what it costs the disk, not its size
-            proc = _as_app(app, ["tar", "--create", "--file=-", "--sparse", "--numeric-owner",
+            proc = run_as(app, ["tar", "--create", "--file=-", "--sparse", "--numeric-owner",
                                  f"--directory={state_dir.parent}",
                                  f"--transform=s,^{app},state,S", app], stdout=out)
             # 1: a file changed while it was read (a live app): the copy is still a consistent tar
@@ -210,7 +203,7 @@ def stage_state(tar_path: Path, app: str, paths: Paths, purpose: str) -> Path:
     os.mkdir(staging, 0o700)
     os.chown(staging, user.uid, user.gid)
     with open(tar_path, "rb") as f:
-        proc = _as_app(app, ["tar", "--extract", "--file=-", f"--directory={staging}", "--no-same-owner",
+        proc = run_as(app, ["tar", "--extract", "--file=-", f"--directory={staging}", "--no-same-owner",
                              "--preserve-permissions", "--delay-directory-restore"], stdin=f)
     unpacked = staging / "state"
     if proc.returncode != 0:

@@ -97,10 +97,10 @@ PG_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
 def run_as(user: str, argv: list[str], *, stdin=None, stdout=None, timeout: float = 3600):
-    """A PostgreSQL client tool as a Unix user (peer auth makes it that user's role), with files
-    opened by root passed as stdin/stdout so the tool never reads ripdep's root-only folders itself.
-    Run from / (a tool started in root's cwd complains it cannot change back to /root), with no
-    supplementary groups: an app's dump is taken and restored with exactly its own privileges."""
+    """A tool as a Unix user — a PostgreSQL client (peer auth makes it that user's role), or tar on
+    an app's state dir — with files opened by root passed as stdin/stdout, so the tool never reads
+    ripdep's root-only folders itself. Run from / (a tool started in root's cwd complains it cannot
+    change back to /root), with no supplementary groups: exactly the user's own privileges."""
     import subprocess
 
     return subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
@@ -226,11 +226,6 @@ class Postgres:
 
         self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (old,))
         self.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
-
-    def drop_role(self, name: str) -> None:
-        from psycopg import sql
-
-        self.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def locale_known(locale: str) -> bool:

@@ -112,10 +112,6 @@ def run_systemctl_quiet(*args: str) -> None:
     run(["systemctl", *args], check=False)
 
 
-def daemon_reload() -> None:
-    systemctl("daemon-reload")
-
-
 def verify_unit(path: str) -> list[str]:
     """`systemd-analyze verify`: any stderr counts as a failure (an unknown key only warns)."""
     result = run(["systemd-analyze", "verify", path], check=False)

@@ -26,10 +26,6 @@ def listeners() -> list[tuple[int, int]]:
     return found
 
 
-def listening_ports() -> set[int]:
-    return {p for p, _ in listeners()}
-
-
 def check_answerer(host, probe, port: int, app: str) -> None:
     """An app with network.egress listens on the host's loopback, where another app could bind its
     port while it is down and answer its health checks: the answer counts only if every listener

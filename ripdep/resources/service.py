@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from ripdep.context import Context
-from ripdep.host import fs, systemd
+from ripdep.host import systemd
 from ripdep.paths import Paths
 from ripdep.resources import Action, Change, Record, RemoveFile, Step, Symlink, Systemctl
 
@@ -55,10 +55,6 @@ def diff_service(unit: str, desired: str, state: systemd.UnitState | None, unit_
 
 def wants_link(paths: Paths, app: str) -> Path:
     return paths.units / WANTS / paths.unit_name(app)
-
-
-def disable(paths: Paths, app: str) -> None:
-    fs.remove_file(wants_link(paths, app))
 
 
 def start_ops(paths: Paths, app: str, action: str) -> tuple:
