@@ -40,7 +40,8 @@ def apply_op(op, ctx) -> None:
         case WriteFile():
             for folder, mode in op.dirs:
                 host.ensure_dir(folder, mode=mode)
-            host.write_file(op.path, op.content, mode=op.mode, uid=op.uid, gid=op.gid, tmp_dir=op.tmp_dir)
+            gid = host.read_user(op.group).gid if op.group else op.gid
+            host.write_file(op.path, op.content, mode=op.mode, uid=op.uid, gid=gid, tmp_dir=op.tmp_dir)
         case RemoveFile():
             host.remove_file(op.path)
         case RemoveTree():

@@ -26,6 +26,8 @@ class Context:
     code_hash: str = ""  # content hash of the source folder, computed during planning
     unit_text: str = field(default="", repr=False)
     env_text: str = field(default="", repr=False)
+    files_digest: str = ""  # of the rendered [files] (they may hold secrets: a digest only)
+    listening: str | None = None  # the health wait's finding: the app listens, but not on its PORT
 
     @property
     def app(self) -> str:

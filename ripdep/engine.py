@@ -20,8 +20,8 @@ from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, Ri
 from ripdep.host import Host, http
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import (Action, Change, Record, Step, absent, code, database, envfile, manifest, port, proxy, route,
-                              schedule, service, unit, user)
+from ripdep.resources import (Action, Change, Record, Step, absent, code, database, envfile, files, manifest, port, proxy,
+                              route, schedule, service, unit, user)
 from ripdep.spec import AppSpec, load_manifest
 from ripdep.state import AppState
 
@@ -114,6 +114,7 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
     steps += database.plan(ctx)
     steps.append(port.plan(ctx))
     steps.append(envfile.plan(ctx))
+    steps.append(files.plan(ctx))
     steps.append(code.plan(ctx))
     proxy_step = proxy.plan(ctx)
     steps.append(proxy_step)
@@ -153,17 +154,52 @@ def apply_all(ctx: Context, steps: list[Step], progress) -> list[Step]:
     return applied
 
 
+# an app restarted this often by Restart= since the health check began is crash-looping: the
+# reason is in the journal already, and waiting for StartLimitBurst or the deadline adds nothing
+CRASH_LOOP = 2
+# how long an app may run with listeners of its own, none of them on its PORT, before the wait
+# ends (a server binds its one port at start; a slow start has no listener at all yet)
+WRONG_PORT_AFTER = 3.0
+
+
+def not_listening(ctx: Context) -> str | None:
+    """What the app listens on, if it runs and listens but not on its PORT (else None)."""
+    unit = ctx.host.read_unit(ctx.unit_name, with_file_state=False)
+    if unit.active_state != "active" or not unit.main_pid:
+        return None
+    uid = None
+    if ctx.spec.egress:  # the host's namespace: only the app's own sockets count
+        user = ctx.host.read_user(ctx.app)
+        uid = user.uid if user else -1
+    ports = sorted({p for p, u in ctx.host.listeners(None if ctx.spec.egress else unit.main_pid)
+                    if uid is None or u == uid})
+    if not ports or ctx.allocated_port in ports:
+        return None
+    return f"it listens on port {', '.join(map(str, ports))}, its PORT is {ctx.allocated_port}"
+
+
 def health_check(ctx: Context, deadline: float) -> http.Probe:
+    started = time.monotonic()
+    baseline = ctx.host.read_unit(ctx.unit_name, with_file_state=False).n_restarts
+    ctx.listening = None
+
     def gave_up() -> str | None:
         # Restart= gives up after StartLimitBurst crashes: no point waiting for the deadline then
         for name in (ctx.unit_name, ctx.paths.proxy_socket_name(ctx.app)):
             state = ctx.host.active_state(name)
             if state in ("failed", "inactive"):
                 return f"{name} is {state}"
+        restarts = ctx.host.read_unit(ctx.unit_name, with_file_state=False).n_restarts - baseline
+        if restarts >= CRASH_LOOP:
+            return f"{ctx.unit_name} crashed and was restarted {restarts} times since the deploy"
+        if time.monotonic() - started > WRONG_PORT_AFTER:
+            ctx.listening = not_listening(ctx)
+            if ctx.listening:
+                return ctx.listening
         return None
 
     target = ctx.spec.health_target(str(ctx.paths.proxy_socket(ctx.app)))
-    probe = ctx.host.probe(ctx.url, *target, deadline, gave_up)
+    probe = ctx.host.probe(ctx.url, *target, deadline, gave_up, ctx.spec.health)
     if probe.ok and ctx.spec.egress:
         port.check_answerer(ctx.host, probe, ctx.allocated_port, ctx.app)
     return probe
@@ -269,16 +305,24 @@ def confirm_converged(ctx: Context, verb: Verb = DEPLOY) -> None:
 
 
 def health_failure(ctx: Context, probe: http.Probe) -> HealthCheckFailed:
+    """The failure with its diagnosis: the cause, the journal line that names it, and what to do."""
+    from ripdep.diagnose import diagnose
+
     what = probe.error or f"HTTP {probe.status}"
-    details = [f"check: GET {probe.url.rstrip('/')}{ctx.spec.health} through Caddy -> {what}",
+    check = ctx.spec.health
+    details = [f"check: {check.method} {probe.url.rstrip('/')}{check.path} through Caddy -> {what}",
                f"timing: {probe.attempts} attempt(s) over {probe.seconds:.2f}s, last took {probe.latency_ms:.0f} ms"]
+    listening = ctx.listening
     try:
         unit_state = ctx.host.read_unit(ctx.unit_name)
         details.append(f"unit: {ctx.unit_name} {unit_state.active_state} ({unit_state.sub_state}), "
                        f"restarts {unit_state.n_restarts}")
+        listening = listening or not_listening(ctx)
     except Exception:  # the report must not hide the health failure behind a D-Bus error
         pass
-    details += ["last journal lines:"] + [f"  {line}" for line in ctx.host.journal_tail(ctx.unit_name)]
-    return HealthCheckFailed(f"app {ctx.app} failed its health check through Caddy ({what})",
-                             hint=f"ripdep logs {ctx.app}; if the journal shows SIGSYS or a crash at start, "
-                                  f"try profile = \"jit\" (docs/hardening.md)", details=details)
+    journal = ctx.host.journal_tail(ctx.unit_name, 300)
+    found = diagnose(ctx.app, journal, probe, listening)
+    details = found.details() + details
+    details += ["last journal lines:"] + [f"  {line}" for line in journal[-20:]]
+    return HealthCheckFailed(f"app {ctx.app} failed its health check through Caddy ({what}): {found.cause}",
+                             hint=found.hint, details=details)

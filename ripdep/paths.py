@@ -39,6 +39,14 @@ class Paths:
         return self._p("var/lib/ripdep/apps")
 
     @property
+    def config_root(self) -> Path:
+        """[files] of every app: 0711, so an app reaches its own folder but lists no other's."""
+        return self._p("etc/ripdep/files")
+
+    def config_dir(self, app: str) -> Path:
+        return self.config_root / app
+
+    @property
     def code_root(self) -> Path:
         return self._p("srv/ripdep")
 

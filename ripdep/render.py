@@ -84,6 +84,18 @@ def systemd_word(word: str) -> str:
     return f'"{escaped}"'
 
 
+def start_word(word: str) -> str:
+    """One word of the manifest's start for ExecStart=: like systemd_word, except that ${NAME}
+    (checked against the app's own variables in spec.py) is left for systemd to expand; $$ and any
+    other $ reach the app as a literal $."""
+    from ripdep.spec import START_VARIABLE
+
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    escaped = START_VARIABLE.sub(lambda m: m.group(0) if m.group(1) is not None else "$$" + (m.group(2) or ""),
+                                 escaped)
+    return f'"{escaped}"'
+
+
 def env_file_value(value: str) -> str:
     """A value for EnvironmentFile=: inside double quotes systemd unescapes exactly \\ " ` $ and
     keeps everything else (newlines included) literally, and expands neither $VAR nor %x."""
@@ -130,7 +142,7 @@ def render_unit(spec: AppSpec, paths: Paths = PATHS, credentials: tuple[str, ...
         user=spec.user,
         code_dir=str(paths.code(spec.name)),
         env_file=str(paths.env_file(spec.name)),
-        exec_start=" ".join(systemd_word(w) for w in start),
+        exec_start=" ".join(systemd_word(w) if i == 0 else start_word(w) for i, w in enumerate(start)),
         profile=spec.profile,
         database=spec.database,
         limits=spec.limits,
@@ -165,7 +177,7 @@ def render_snippet(spec: AppSpec, paths: Paths = PATHS) -> str:
     )
 
 
-def app_environment(spec: AppSpec, port: int) -> dict[str, str]:
+def app_environment(spec: AppSpec, port: int, paths: Paths = PATHS) -> dict[str, str]:
     """The non-secret variables every app gets, then the manifest's env."""
     env = {
         "PORT": str(port),
@@ -174,6 +186,8 @@ def app_environment(spec: AppSpec, port: int) -> dict[str, str]:
     }
     if spec.database:
         env["DATABASE_URL"] = f"postgresql:///{spec.database_name}?host=/run/postgresql"
+    if spec.files:
+        env["CONFIG_DIRECTORY"] = str(paths.config_dir(spec.name))
     env.update(spec.env)
     return env
 

@@ -25,7 +25,19 @@ CPU = re.compile(r"[1-9][0-9]{0,4}%")
 GENERATE = "generate"
 STORED = "stored"  # set by the operator with `ripdep secret set`, kept only in the secrets store
 DELIVERIES = ("env", "credentials")
-RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY"})
+RESERVED_ENV = frozenset({"PORT", "HOST", "MOUNT_PATH", "DATABASE_URL", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY",
+                          "CONFIG_DIRECTORY"})
+HEALTH_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# headers the health check sets itself (or that would change how the answer is framed)
+HEALTH_OWN_HEADERS = frozenset({"host", "content-length", "connection", "transfer-encoding", "user-agent"})
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+MAX_HEALTH_BODY = 16 * 1024
+# a file name in [files]: what the app finds in $CONFIG_DIRECTORY
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+FILE_KEYS = {"template", "secrets"}
+# ${NAME} in a start word: systemd puts the variable's value there (one word, whitespace kept);
+# $$ is a literal $, and so is any other $
+START_VARIABLE = re.compile(r"\$\$|\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)?")
 
 # Every manifest key, in one place: the parser refuses any other, and tests/unit/test_spec.py
 # checks these against the key table in docs/manifest.md (a row per key, TABLE.KEY for a table's
@@ -36,13 +48,15 @@ TABLE_KEYS = {  # [table] -> its keys
     "limits": {"memory", "cpu", "tasks"},
     "backup": {"schedule", "keep"},
     "network": {"egress"},
+    "health": {"path", "method", "body", "headers", "status", "contains"},  # or health = "/path"
 }
-FREE_TABLES = {"env", "secrets"}  # tables whose keys the operator names (env.KEY, secrets.KEY)
+FREE_TABLES = {"env", "secrets", "files"}  # tables whose keys the operator names (env.KEY, secrets.KEY)
 TOP_KEYS = SCALAR_KEYS | set(TABLE_KEYS) | FREE_TABLES
 ROUTE_KEYS = TABLE_KEYS["route"]
 LIMIT_KEYS = TABLE_KEYS["limits"]
 BACKUP_KEYS = TABLE_KEYS["backup"]
 NETWORK_KEYS = TABLE_KEYS["network"]
+HEALTH_KEYS = TABLE_KEYS["health"]
 
 LOCALE = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
 # an OnCalendar= expression: letters, digits and the punctuation calendar specs use; checked again
@@ -111,6 +125,33 @@ class Backup:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The health check's request and what counts as healthy."""
+
+    path: str = "/"
+    method: str = "GET"
+    body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int | None = None  # the one status that is healthy; None = any 2xx or 3xx
+    contains: str | None = None  # a text the answer's body must contain
+
+    def healthy(self, status: int) -> bool:
+        return status == self.status if self.status is not None else 200 <= status < 400
+
+    def describe(self) -> str:
+        return f"{self.method} {self.path}" + (f" -> {self.status}" if self.status else "") + \
+            (f" containing {self.contains!r}" if self.contains else "")
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A file rendered from a template in the app's source into $CONFIG_DIRECTORY."""
+
+    template: str  # path relative to the source folder
+    secrets: bool = False  # may the template put secret values in (secret("KEY"))?
+
+
+@dataclass(frozen=True)
 class SecretSource:
     """Where one declared secret comes from: generated once, or an SSM parameter."""
 
@@ -124,7 +165,7 @@ class AppSpec:
     manifest_path: Path
     source: Path
     start: tuple[str, ...]
-    health: str = "/"
+    health: Health = field(default_factory=Health)
     database: bool = True
     database_locale: str | None = None  # LOCALE of the app's database (None = the cluster's default)
     profile: str = "strict"
@@ -137,6 +178,7 @@ class AppSpec:
     backup: Backup = field(default_factory=Backup)
     # network.egress: addresses the app may reach; empty = its own network namespace, no egress
     egress: tuple[str, ...] = ()
+    files: dict[str, ConfigFile] = field(default_factory=dict)  # name in $CONFIG_DIRECTORY -> template
 
     @property
     def user(self) -> str:
@@ -167,8 +209,8 @@ class AppSpec:
         for a TLS host route (no certificate can be assumed on the VM itself), on the app's own
         proxy socket (its port is inside its own network namespace)."""
         if self.route.host and self.route.tls:
-            return socket, self.health, None
-        return 80, self.mount_path + self.health, self.route.host
+            return socket, self.health.path, None
+        return 80, self.mount_path + self.health.path, self.route.host
 
 
 def _type_error(key: str, want: str, value) -> BadInput:
@@ -346,6 +388,113 @@ def _secrets(table: dict) -> dict[str, SecretSource]:
     return out
 
 
+def _health(value) -> Health:
+    """health = "/path", or a [health] table: method, body, headers, the expected status and text."""
+    if isinstance(value, str) or value is None:
+        path = _text({"health": value}, "health", "a string or a table")
+        return Health(names.check_url_path(path, "manifest key 'health'") if path else "/")
+    if not isinstance(value, dict):
+        raise _type_error("health", "a path such as \"/healthz\" or a table", value)
+    _unknown(value, HEALTH_KEYS, "health.")
+    path = _text(value, "path", "a string", "health.") or "/"
+    names.check_url_path(path, "manifest key 'health.path'")
+    method = _text(value, "method", "a string such as \"POST\"", "health.") or "GET"
+    if method not in HEALTH_METHODS:
+        raise BadInput(f"manifest key 'health.method': {method!r} is not one of {', '.join(HEALTH_METHODS)}")
+    body = _get(value, "body", str, "a string", "health.")
+    if body is not None:
+        names.check_env_value(body, "manifest key 'health.body'")
+        if len(body.encode()) > MAX_HEALTH_BODY:
+            raise BadInput(f"manifest key 'health.body' is longer than {MAX_HEALTH_BODY} bytes")
+        if method in ("GET", "HEAD"):
+            raise BadInput(f"manifest key 'health.body': a {method} request has no body",
+                           hint='set health.method = "POST" (or PUT, PATCH)')
+    headers = []
+    for key, text in (_get(value, "headers", dict, "a table of header names and values", "health.") or {}).items():
+        where = f"manifest key 'health.headers.{key}'"
+        if not HEADER_NAME.fullmatch(key):
+            raise BadInput(f"{where}: {key!r} is not an HTTP header name")
+        if key.lower() in HEALTH_OWN_HEADERS:
+            raise BadInput(f"{where}: the health check sets {key} itself",
+                           hint="for a host route the Host header is route.host")
+        if not isinstance(text, str):
+            raise _type_error(f"health.headers.{key}", "a string", text)
+        if text:
+            names.check_plain_text(text, where)  # no CR or LF: a header value cannot start another header
+        headers.append((key, text))
+    status = _get(value, "status", int, "an HTTP status such as 200", "health.")
+    if status is not None and not 100 <= status <= 599:
+        raise BadInput(f"manifest key 'health.status': {status} is not an HTTP status (100..599)")
+    contains = _text(value, "contains", "a string", "health.")
+    if contains is not None:
+        names.check_plain_text(contains, "manifest key 'health.contains'")
+    return Health(path, method, body, tuple(headers), status, contains)
+
+
+def _files(table: dict) -> dict[str, ConfigFile]:
+    """[files] NAME = "template/in/source.j2" or { template = "...", secrets = true }."""
+    out = {}
+    for name, value in table.items():
+        where = f"manifest key 'files.{name}'"
+        if not FILE_NAME.fullmatch(name) or name in (".", ".."):
+            raise BadInput(f"{where}: {name!r} is not a plain file name (letters, digits, . _ -)",
+                           hint="files land in $CONFIG_DIRECTORY under this name")
+        if isinstance(value, str):
+            value = {"template": value}
+        if not isinstance(value, dict):
+            raise _type_error(f"files.{name}", "a template path or a table", value)
+        _unknown(value, FILE_KEYS, f"files.{name}.")
+        template = _text(value, "template", "a path inside the source folder", f"files.{name}.")
+        if template is None:
+            raise BadInput(f"manifest: missing key 'files.{name}.template'")
+        names.check_plain_text(template, f"manifest key 'files.{name}.template'")
+        parts = Path(template).parts
+        if template.startswith("/") or ".." in parts:
+            raise BadInput(f"manifest key 'files.{name}.template': {template!r} must be a path inside the source "
+                           "folder (relative, no ..)")
+        secrets = _get(value, "secrets", bool, "true or false", f"files.{name}.") or False
+        out[name] = ConfigFile(template, secrets)
+    return out
+
+
+def start_variables(spec: AppSpec) -> set[str]:
+    """What ${NAME} may name in start: what ripdep and systemd set, and the manifest's env (never a
+    secret: a command line is visible in ps and in systemd's own logs)."""
+    allowed = {"PORT", "HOST", "MOUNT_PATH", "STATE_DIRECTORY"} | set(spec.env)
+    if spec.database:
+        allowed.add("DATABASE_URL")
+    if spec.delivery == "credentials" and spec.secrets:
+        allowed.add("CREDENTIALS_DIRECTORY")
+    if spec.files:
+        allowed.add("CONFIG_DIRECTORY")
+    return allowed
+
+
+def _check_start_variables(spec: AppSpec) -> None:
+    allowed = start_variables(spec)
+    for i, word in enumerate(spec.start):
+        for match in START_VARIABLE.finditer(word):
+            braced, bare = match.group(1), match.group(2)
+            if braced is None and bare is None:
+                continue  # $$ or a lone $: a literal $
+            name = braced if braced is not None else bare
+            if braced is not None and i == 0:
+                raise BadInput(f"manifest key 'start': the program ({word!r}) cannot hold a variable; systemd "
+                               "expands them only in arguments", hint="write $${ for a literal ${")
+            if name in spec.secrets:
+                raise BadInput(f"manifest key 'start': ${{{name}}} is a secret, and a command line is visible to "
+                               "ps and in logs", hint="the app reads it from its environment"
+                               + (" or $CREDENTIALS_DIRECTORY" if spec.delivery == "credentials" else ""))
+            if bare is not None:
+                if name in allowed:
+                    raise BadInput(f"manifest key 'start': write ${{{name}}} (with braces) for the value of {name}",
+                                   hint=f"or $${name} for the literal text ${name}")
+                continue
+            if name not in allowed:
+                raise BadInput(f"manifest key 'start': ${{{name}}} is not a variable the app has",
+                               hint=f"known here: {', '.join(sorted(allowed))}; write $${{ for a literal ${{")
+
+
 def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     names.check_app_name(app)
     _unknown(data, TOP_KEYS, "")
@@ -356,8 +505,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     if "start" not in data:
         raise BadInput("manifest: missing key 'start'", hint='the command that runs the app, e.g. start = ["/usr/bin/python3", "app.py"]')
     start = _start(data["start"], "start")
-    health = _text(data, "health", "a string") or "/"
-    names.check_url_path(health, "manifest key 'health'")
+    health = _health(data.get("health"))
     database = _get(data, "database", bool, "true or false")
     database_locale = _text(data, "database_locale", "a string such as \"C\" or \"en_US.UTF-8\"")
     if database_locale is not None and not LOCALE.fullmatch(database_locale):
@@ -393,7 +541,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
     delivery = _text(data, "delivery", "a string") or "env"
     if delivery not in DELIVERIES:
         raise BadInput(f"manifest key 'delivery': {delivery!r} is not one of {', '.join(DELIVERIES)}")
-    return AppSpec(
+    spec = AppSpec(
         name=app,
         manifest_path=manifest_path,
         source=source_path,
@@ -410,7 +558,10 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         limits=_limits(_get(data, "limits", dict, "a table") or {}),
         backup=_backup(_get(data, "backup", dict, "a table") or {}),
         egress=_network(_get(data, "network", dict, "a table") or {}),
+        files=_files(_get(data, "files", dict, "a table") or {}),
     )
+    _check_start_variables(spec)
+    return spec
 
 
 def _read_manifest(path: Path) -> bytes:

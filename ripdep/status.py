@@ -81,7 +81,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
         _backup_columns(row, spec, host, paths)
         if row.desired == "running" and row.port:
             targets[app] = (row.url, *spec.health_target(str(paths.proxy_socket(app))),
-                            row.port if spec.egress else None, app)
+                            row.port if spec.egress else None, app, spec.health)
     with ThreadPoolExecutor(max_workers=min(32, len(targets) + 1)) as pool:
         sizes = pool.submit(_database_sizes, [r.app for r in rows])
         probes = {app: pool.submit(_probe, *target) for app, target in targets.items()}
@@ -123,8 +123,9 @@ def _read_units(rows: list[AppStatus], paths: Paths) -> None:
         bus.close()
 
 
-def _probe(url: str, target: int | str, path: str, host: str | None, egress_port: int | None, app: str) -> http.Probe:
-    probe = http.probe(url, target, path, host, 0)  # one attempt, no retries
+def _probe(url: str, target: int | str, path: str, host: str | None, egress_port: int | None, app: str,
+           check) -> http.Probe:
+    probe = http.probe(url, target, path, host, 0, check=check)  # one attempt, no retries
     if probe.ok and egress_port:
         port.check_answerer(Host(), probe, egress_port, app)
     return probe

@@ -61,6 +61,15 @@ class Host:
 
         fs.symlink(link, target)
 
+    def list_dir(self, path: Path) -> list[str] | None:
+        """The names in a folder, None if there is no folder."""
+        import os
+
+        try:
+            return os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def is_link(self, path: Path) -> bool:
         import os
 
@@ -125,10 +134,10 @@ class Host:
             problems = systemd.verify_unit(str(path))
             return problems, None if problems else systemd.security_score(str(path))
 
-    def journal_tail(self, unit: str) -> list[str]:
+    def journal_tail(self, unit: str, lines: int = 20) -> list[str]:
         from ripdep.host import systemd
 
-        return systemd.journal_tail(unit)
+        return systemd.journal_tail(unit, lines)
 
     # --- PostgreSQL ----------------------------------------------------------------------------
     @property
@@ -205,15 +214,16 @@ class Host:
 
         install(paths, app, source, digest)
 
-    def listeners(self) -> list[tuple[int, int]]:
+    def listeners(self, pid: int | None = None) -> list[tuple[int, int]]:
+        """(port, uid) of listening TCP sockets: the host's, or those in process pid's namespace."""
         from ripdep.resources.port import listeners
 
-        return listeners()
+        return listeners(pid)
 
-    def probe(self, url: str, target, path: str, host_header: str | None, deadline: float, gave_up):
+    def probe(self, url: str, target, path: str, host_header: str | None, deadline: float, gave_up, check=None):
         from ripdep.host import http
 
-        return http.probe(url, target, path, host_header, deadline, gave_up)
+        return http.probe(url, target, path, host_header, deadline, gave_up, check)
 
     def check_calendar(self, expr: str) -> list[str]:
         """systemd-analyze calendar's complaints about an OnCalendar= expression ([] = valid)."""

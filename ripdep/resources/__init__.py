@@ -47,6 +47,7 @@ class WriteFile(NamedTuple):
     gid: int = 0
     dirs: tuple[tuple[Path, int], ...] = ()  # folders (path, mode) ensured first, in order
     tmp_dir: Path | None = None
+    group: str = ""  # a group whose id is looked up when written (the app's, created earlier in the run)
 
     def __repr__(self) -> str:
         return f"WriteFile({self.path}, {len(self.content)} bytes, mode={self.mode:04o})"

@@ -63,7 +63,8 @@ def plan(host, paths: Paths, app: str) -> list[Step]:
     folders = []
     if user is not None and user.gecos == gecos(app):
         folders.append(Change(f"user:{app}", Action.REMOVE, f"remove user and group {app}", ops=(DeleteUser(app),)))
-    for folder, rid in ((paths.app_state_dir(app), "state-dir"), (paths.code(app), "code")):
+    for folder, rid in ((paths.app_state_dir(app), "state-dir"), (paths.code(app), "code"),
+                        (paths.config_dir(app), "files")):
         if host.is_dir(folder):
             folders.append(Change(f"{rid}:{app}", Action.REMOVE, f"remove {folder}", ops=(RemoveTree(folder),)))
     steps.append(Step(f"user:{app}", folders))

@@ -70,7 +70,7 @@ def plan_secrets(ctx: Context) -> Step:
 
 def plan(ctx: Context) -> Step:
     secrets = ctx.secrets if ctx.spec.delivery == "env" else {}
-    env = render.app_environment(ctx.spec, ctx.allocated_port)
+    env = render.app_environment(ctx.spec, ctx.allocated_port, ctx.paths)
     text = render.render_env_file(ctx.app, env, {k: v.reveal() for k, v in secrets.items()})
     ctx.env_text = text + (secrets_digest(ctx.secrets) if ctx.spec.delivery == "credentials" else "")
     keys = set(secrets)

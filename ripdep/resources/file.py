@@ -22,9 +22,10 @@ class DesiredFile:
     marker: str | None = None  # first line that proves the file is ripdep's
     masked: bytes | None = None  # what a diff may show instead of content (secrets masked)
     dirs: tuple[tuple[Path, int], ...] = ()  # folders (path, mode) ensured before the write
+    group: str = ""  # written with this group's id (looked up when written: it may not exist yet)
 
     def write(self) -> WriteFile:
-        return WriteFile(self.path, self.content, self.mode, self.uid, self.gid, self.dirs)
+        return WriteFile(self.path, self.content, self.mode, self.uid, self.gid, self.dirs, group=self.group)
 
 
 def has_marker(content: bytes | None, marker: str) -> bool:

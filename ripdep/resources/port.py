@@ -10,10 +10,12 @@ from ripdep.errors import PreconditionFailed
 from ripdep.resources import Action, Change, Record, Step
 
 
-def listeners() -> list[tuple[int, int]]:
-    """(port, uid) of every listening TCP socket in the host's network namespace."""
+def listeners(pid: int | None = None) -> list[tuple[int, int]]:
+    """(port, uid) of every listening TCP socket in the host's network namespace, or in the one of
+    process `pid` (an app's own namespace)."""
     found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    base = f"/proc/{pid}/net" if pid else "/proc/net"
+    for table in (f"{base}/tcp", f"{base}/tcp6"):
         try:
             with open(table) as f:
                 next(f)
@@ -21,7 +23,7 @@ def listeners() -> list[tuple[int, int]]:
                     fields = line.split()
                     if fields[3] == "0A":  # TCP_LISTEN
                         found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[7])))
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # the process is gone
             pass
     return found
 

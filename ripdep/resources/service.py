@@ -24,7 +24,10 @@ WANTS = "multi-user.target.wants"
 
 
 def started_hash(ctx: Context) -> str:
-    return hashlib.sha256(f"{ctx.unit_text}\0{ctx.env_text}\0{ctx.code_hash}".encode()).hexdigest()
+    """What the running process was started with; [files] count only when there are any (so an app
+    without them keeps the hash it was started with before they existed)."""
+    files = f"\0{ctx.files_digest}" if ctx.files_digest else ""
+    return hashlib.sha256(f"{ctx.unit_text}\0{ctx.env_text}\0{ctx.code_hash}{files}".encode()).hexdigest()
 
 
 def is_active(state: systemd.UnitState | None) -> bool:

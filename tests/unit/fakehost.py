@@ -44,6 +44,7 @@ class FakeHost:
         self.fail_at: int | None = None  # the Nth mutation raises OSError (a crash mid-apply)
         self.root = True
         self.healthy = True  # False: the app answers its health check with 502
+        self.journal: dict[str, list[str]] = {}  # unit -> its journal lines
 
     def _mutate(self, what: str) -> None:
         if self.fail_at is not None and len(self.mutations) + 1 >= self.fail_at:
@@ -59,6 +60,7 @@ class FakeHost:
         self._mutate(f"write {path}")
         if path not in self.drop_writes:
             self.files[path] = FileState(content, mode, uid, gid)
+            self.dirs.add(path.parent)
 
     def remove_file(self, path: Path) -> bool:
         if path.parent.name == "state" and path.stem in self.states:  # ripdep's record of an app
@@ -151,8 +153,8 @@ class FakeHost:
     def verify_unit(self, name: str, text: str):
         return list(self.verify_problems), None if self.verify_problems else self.score
 
-    def journal_tail(self, unit: str) -> list[str]:
-        return []
+    def journal_tail(self, unit: str, lines: int = 20) -> list[str]:
+        return self.journal.get(unit, [])[-lines:]
 
     def check_calendar(self, expr: str) -> list[str]:
         return [] if expr in ("daily", "hourly", "weekly") else [f"invalid calendar {expr}"]
@@ -216,10 +218,13 @@ class FakeHost:
         self.dirs.add(paths.code(app))
         self.files[paths.code(app) / MARKER_FILE] = FileState(marker_text(app, digest).encode(), 0o640)
 
-    def listeners(self) -> list[tuple[int, int]]:
+    def list_dir(self, path: Path) -> list[str] | None:
+        return [p.name for p in self.files if p.parent == path] if path in self.dirs else None
+
+    def listeners(self, pid: int | None = None) -> list[tuple[int, int]]:
         return []
 
-    def probe(self, url, target, path, host_header, deadline, gave_up) -> Probe:
+    def probe(self, url, target, path, host_header, deadline, gave_up, check=None) -> Probe:
         app_units = [u for u in self.units if u.startswith("ripdep-") and u.endswith(".service") and ".proxy" not in u]
         ok = self.healthy and any(self.units[u] == "active" for u in app_units)
         return Probe(url, ok=ok, status=200 if ok else 502, attempts=1)

@@ -51,15 +51,16 @@ HOSTILE = [
 
 # tables and their sub-keys; a key added to the manifest without a row here fails test_every_key_is_covered
 TABLES = {"route": spec.ROUTE_KEYS, "limits": spec.LIMIT_KEYS, "backup": spec.BACKUP_KEYS,
-          "network": getattr(spec, "NETWORK_KEYS", set())}
-FREE_TABLES = {"env", "secrets"}  # keys chosen by the operator
-SCALARS = spec.TOP_KEYS - set(TABLES) - FREE_TABLES
+          "network": getattr(spec, "NETWORK_KEYS", set()), "health": spec.HEALTH_KEYS}
+FREE_TABLES = {"env", "secrets", "files"}  # keys chosen by the operator
+SCALARS = spec.TOP_KEYS - set(TABLES) - FREE_TABLES | {"health"}  # health = "/path" or a [health] table
 # the types each key takes: any other type must be refused
-TYPES = {"source": str, "start": (str, list), "health": str, "database": bool, "database_locale": str,
+TYPES = {"source": str, "start": (str, list), "health": (str, dict), "database": bool, "database_locale": str,
          "profile": str, "secrets_from": list, "delivery": str, "route": dict, "limits": dict, "backup": dict,
          "network": dict, "env": dict, "secrets": dict, "route.path": str, "route.host": str, "route.tls": bool,
          "limits.memory": str, "limits.cpu": str, "limits.tasks": int, "backup.schedule": str, "backup.keep": int,
-         "network.egress": list}
+         "network.egress": list, "files": dict, "health.path": str, "health.method": str, "health.body": str,
+         "health.headers": dict, "health.status": int, "health.contains": str}
 KEYS = sorted(spec.TOP_KEYS) + sorted(f"{t}.{k}" for t in TABLES if t in spec.TOP_KEYS for k in TABLES[t])
 
 
@@ -128,9 +129,12 @@ def check_rendering(s: spec.AppSpec) -> None:
     read_back = render.parse_env_file(render.render_env_file(s.name, env, secrets)) == {**env, **secrets}
     assert read_back, "env file does not read back as written"
     # the health check's request line and Host header (host/http.py): one token each, printable ASCII
-    request = [s.mount_path + s.health, s.route.host or "127.0.0.1"]
+    request = [s.mount_path + s.health.path, s.route.host or "127.0.0.1", s.health.method,
+               *(k for k, _ in s.health.headers)]
     plain = all(re.fullmatch(r"[!-~]+", part) for part in request)
     assert plain, f"health check request parts {request!r}"
+    header_values = [v for _, v in s.health.headers]
+    assert not any(re.search(r"[\x00-\x1f\x7f\x85\u2028\u2029]", v) for v in header_values), header_values
 
 
 def outcome(key: str, data: dict) -> str | None:
@@ -200,7 +204,7 @@ def test_hostile_list_items(key):
 
 @pytest.mark.parametrize("table", sorted(FREE_TABLES & spec.TOP_KEYS))
 def test_hostile_keys_and_values_in_free_tables(table):
-    good_value = {"env": "v", "secrets": "generate"}[table]
+    good_value = {"env": "v", "secrets": "generate", "files": "t.j2"}[table]
     problems = []
     for value in HOSTILE:
         if isinstance(value, str):  # as a key

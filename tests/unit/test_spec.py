@@ -26,7 +26,7 @@ def test_defaults():
     assert spec.start == ("/usr/bin/python3", "app.py")
     assert spec.route.path == "/hello/" and spec.route.host is None
     assert spec.mount_path == "/hello"
-    assert spec.health == "/"
+    assert spec.health.path == "/" and spec.health.method == "GET"
     assert spec.database is True
     assert spec.profile == "strict"
 
