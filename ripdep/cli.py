@@ -199,12 +199,14 @@ def status(apps: tuple[str, ...], strict: bool, as_json: bool, debug: bool) -> N
 @click.option("-n", "--lines", default=50, show_default=True, help="Number of journal lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--since", help="Show lines since this time (journalctl syntax, e.g. '1 hour ago').")
-def logs(app: str, lines: int, follow: bool, since: str | None) -> None:
+@click.option("--process", help="The journal of this [processes] entry (all its instances) instead of the web process.")
+@click.option("--job", help="The journal of this [cron] job instead of the web process.")
+def logs(app: str, lines: int, follow: bool, since: str | None, process: str | None, job: str | None) -> None:
     """APP's journal (a thin journalctl wrapper)."""
     from ripdep import ops
 
     try:
-        ops.exec_logs(app, lines, follow, since)
+        ops.exec_logs(app, lines, follow, since, process=process, job=job)
     except RipdepError as e:
         fail("logs", e, False, app)
 

@@ -27,7 +27,9 @@ class Context:
     unit_text: str = field(default="", repr=False)
     env_text: str = field(default="", repr=False)
     files_digest: str = ""  # of the rendered [files] (they may hold secrets: a digest only)
-    listening: str | None = None  # the health wait's finding: the app listens, but not on its PORT
+    listening: str | None = None
+    extra_units: dict = field(default_factory=dict, repr=False)  # [processes]/[cron] unit name -> text
+    process_hashes: dict = field(default_factory=dict)  # what plan_files leaves of the recorded ones  # the health wait's finding: the app listens, but not on its PORT
 
     @property
     def app(self) -> str:

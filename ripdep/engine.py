@@ -20,8 +20,8 @@ from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, Ri
 from ripdep.host import Host, http
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import (Action, Change, Record, Step, absent, code, database, envfile, files, manifest, port, proxy,
-                              route, schedule, service, unit, user)
+from ripdep.resources import (Action, Change, Record, Step, absent, code, database, envfile, files, manifest, port,
+                              processes, proxy, route, schedule, service, unit, user)
 from ripdep.spec import AppSpec, load_manifest
 from ripdep.state import AppState
 
@@ -105,7 +105,8 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
     steps = plan_desired(ctx, verb)
     if verb.scope == "service":
         ctx.port = ctx.state.port
-        return steps + [service.plan(ctx, unit_file_changes=False, force_restart=verb.restart, record_hash=False)]
+        web = service.plan(ctx, unit_file_changes=False, force_restart=verb.restart, record_hash=False)
+        return steps + [web, processes.plan_run(ctx, web, record_hash=False)]
     # the claim first: a taken route refuses the deploy before the secrets are resolved
     steps += [route.claim(ctx), manifest.plan(ctx.host, ctx.app, manifest_file, ctx.paths)]
     # secrets next: an SSM fetch that fails must stop the run before anything is recorded
@@ -120,8 +121,11 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
     steps.append(proxy_step)
     unit_step = unit.plan(ctx)
     steps.append(unit_step)
-    steps.append(service.plan(ctx, unit_file_changes=unit_step.changed or proxy_step.changed,
-                              proxy_changed=proxy_step.changed))
+    extra = processes.plan_files(ctx)
+    steps.append(extra)
+    web = service.plan(ctx, unit_file_changes=unit_step.changed or proxy_step.changed or extra.changed,
+                       proxy_changed=proxy_step.changed)
+    steps += [web, processes.plan_run(ctx, web)]
     steps.append(route.plan(ctx))
     steps.append(schedule.plan(ctx))
     return steps

@@ -27,10 +27,33 @@ def require_app(app: str, paths: Paths = PATHS) -> None:
                          hint="ripdep list shows the apps it manages; deploy one with ripdep deploy APP --manifest FILE")
 
 
-def exec_logs(app: str, lines: int, follow: bool, since: str | None, paths: Paths = PATHS) -> None:
+def log_units(app: str, process: str | None, job: str | None, paths: Paths = PATHS) -> list[str]:
+    """The units whose journal `ripdep logs` shows: the web unit, or one [processes] entry (every
+    instance) or one [cron] job, as the installed manifest names them."""
+    if process is None and job is None:
+        return [paths.unit_name(app)]
+    from ripdep.spec import load_manifest
+
+    spec = load_manifest(app, paths.manifest(app))
+    if process is not None:
+        if process not in spec.processes:
+            raise BadInput(f"--process: app {app} has no process {process!r}",
+                           hint=f"its processes: {', '.join(sorted(spec.processes)) or 'none'}")
+        return paths.process_unit_names(app, process, spec.processes[process].count)
+    assert job is not None
+    if job not in spec.cron:
+        raise BadInput(f"--job: app {app} has no job {job!r}", hint=f"its jobs: {', '.join(sorted(spec.cron)) or 'none'}")
+    return [paths.job_unit_name(app, job)]
+
+
+def exec_logs(app: str, lines: int, follow: bool, since: str | None, paths: Paths = PATHS,
+              process: str | None = None, job: str | None = None) -> None:
     """Replace this process with journalctl for the app's unit (so -f streams and ^C works)."""
     require_app(app, paths)
-    argv = ["journalctl", "--unit", paths.unit_name(app), "--lines", str(lines), "--no-pager", "--output", "short-iso"]
+    if process is not None and job is not None:
+        raise BadInput("--process and --job: give one of them")
+    units = [arg for unit in log_units(app, process, job, paths) for arg in ("--unit", unit)]
+    argv = ["journalctl", *units, "--lines", str(lines), "--no-pager", "--output", "short-iso"]
     if follow:
         argv.append("--follow")
     if since:

@@ -127,6 +127,24 @@ class Paths:
     def proxy_service_name(self, app: str) -> str:
         return f"ripdep-{app}.proxy.service"
 
+    # [processes] and [cron] (units/process.service.j2, units/job.*.j2): process names have no
+    # dots either, so "NAME.2" (an instance) and "job.NAME" can never be another process's name
+    def process_unit_names(self, app: str, process: str, count: int) -> list[str]:
+        if count == 1:
+            return [f"ripdep-{app}.{process}.service"]
+        return [f"ripdep-{app}.{process}.{i}.service" for i in range(1, count + 1)]
+
+    def job_unit_name(self, app: str, job: str, kind: str = "service") -> str:
+        return f"ripdep-{app}.job.{job}.{kind}"
+
+    def app_units_prefix(self, app: str) -> str:
+        """Every unit of the app besides the web one starts with this (proxy, processes, jobs)."""
+        return f"ripdep-{app}."
+
+    def app_wants(self, app: str) -> Path:
+        """What starting the app pulls in ([Install] WantedBy= the app's unit): its processes and timers."""
+        return self.units / f"{self.unit_name(app)}.wants"
+
     def proxy_socket(self, app: str) -> Path:
         return self._p(f"run/ripdep/{app}.sock")
 

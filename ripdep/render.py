@@ -14,7 +14,8 @@ from ripdep.errors import PreconditionFailed, ValidationFailed
 from ripdep.paths import PATHS, Paths
 from ripdep.spec import AppSpec
 
-TEMPLATE_FILES = ("units/app.service.j2", "units/backup.service.j2", "units/backup.timer.j2",
+TEMPLATE_FILES = ("units/app.service.j2", "units/sandbox.j2", "units/process.service.j2", "units/job.service.j2",
+                  "units/job.timer.j2", "units/backup.service.j2", "units/backup.timer.j2",
                   "units/proxy.socket.j2", "units/proxy.service.j2", "caddy/path.caddy.j2", "caddy/host.caddy.j2")
 SOCKET_PROXYD = "/lib/systemd/systemd-socket-proxyd"
 MARKER = "# managed by ripdep: app {app}"  # first line of every file ripdep writes for an app
@@ -129,28 +130,54 @@ def parse_env_file(text: str) -> dict[str, str]:
 
 # --- the files -------------------------------------------------------------------------------
 
+def exec_start(spec: AppSpec, argv: tuple[str, ...], paths: Paths = PATHS) -> str:
+    """ExecStart='s value for a command of the manifest: a program path like ./run.sh is relative
+    to the code folder; ${NAME} in the arguments is left for systemd (start_word)."""
+    words = list(argv)
+    if "/" in words[0] and not words[0].startswith("/"):
+        words[0] = str(paths.code(spec.name) / words[0])
+    return " ".join(systemd_word(w) if i == 0 else start_word(w) for i, w in enumerate(words))
+
+
+def _sandbox(spec: AppSpec, paths: Paths, credentials: tuple[str, ...], limits=None) -> dict:
+    """What units/sandbox.j2 needs: the same for every unit of the app but its limits."""
+    return dict(marker=MARKER.format(app=spec.name), app=spec.name, user=spec.user,
+                code_dir=str(paths.code(spec.name)), env_file=str(paths.env_file(spec.name)), profile=spec.profile,
+                database=spec.database, limits=limits or spec.limits, credentials=sorted(credentials),
+                secrets_dir=str(paths.secrets(spec.name)), egress=list(spec.egress), app_unit=paths.unit_name(spec.name))
+
+
 def render_unit(spec: AppSpec, paths: Paths = PATHS, credentials: tuple[str, ...] = ()) -> str:
     """The unit file; `credentials` are the secret names loaded with LoadCredential= (delivery =
     "credentials"), read by systemd from the root-only store at each start."""
-    start = list(spec.start)
-    if "/" in start[0] and not start[0].startswith("/"):
-        start[0] = str(paths.code(spec.name) / start[0])  # ./run.sh is relative to the code folder
-    return render_template(
-        "units/app.service.j2",
-        marker=MARKER.format(app=spec.name),
-        app=spec.name,
-        user=spec.user,
-        code_dir=str(paths.code(spec.name)),
-        env_file=str(paths.env_file(spec.name)),
-        exec_start=" ".join(systemd_word(w) if i == 0 else start_word(w) for i, w in enumerate(start)),
-        profile=spec.profile,
-        database=spec.database,
-        limits=spec.limits,
-        credentials=sorted(credentials),
-        secrets_dir=str(paths.secrets(spec.name)),
-        proxy_socket=paths.proxy_socket_name(spec.name),
-        egress=list(spec.egress),
-    )
+    return render_template("units/app.service.j2", **_sandbox(spec, paths, credentials),
+                           exec_start=exec_start(spec, spec.start, paths),
+                           proxy_socket=paths.proxy_socket_name(spec.name))
+
+
+def render_process_units(spec: AppSpec, paths: Paths = PATHS, credentials: tuple[str, ...] = ()) -> dict[str, str]:
+    """unit name -> text of every [processes] unit (one per instance)."""
+    units = {}
+    for name, process in spec.processes.items():
+        context = _sandbox(spec, paths, credentials, process.limits)
+        for i, unit in enumerate(paths.process_unit_names(spec.name, name, process.count), 1):
+            units[unit] = render_template("units/process.service.j2", **context, process=name,
+                                          instance=i if process.count > 1 else None,
+                                          exec_start=exec_start(spec, process.start, paths))
+    return units
+
+
+def render_job_units(spec: AppSpec, paths: Paths = PATHS, credentials: tuple[str, ...] = ()) -> dict[str, str]:
+    """unit name -> text of every [cron] job's oneshot service and timer."""
+    units = {}
+    for name, job in spec.cron.items():
+        service = paths.job_unit_name(spec.name, name)
+        context = dict(_sandbox(spec, paths, credentials), job=name, job_unit=service)
+        units[service] = render_template("units/job.service.j2", **context, timeout=job.timeout,
+                                         exec_start=exec_start(spec, job.run, paths))
+        units[paths.job_unit_name(spec.name, name, "timer")] = render_template(
+            "units/job.timer.j2", **context, schedule=job.schedule)
+    return units
 
 
 def render_proxy_units(spec: AppSpec, port: int, paths: Paths = PATHS) -> dict[str, str]:

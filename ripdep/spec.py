@@ -35,6 +35,14 @@ MAX_HEALTH_BODY = 16 * 1024
 # a file name in [files]: what the app finds in $CONFIG_DIRECTORY
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 FILE_KEYS = {"template", "secrets"}
+# [processes] NAME and [cron] NAME: a word that becomes part of unit names (ripdep-APP.NAME.service,
+# ripdep-APP.job.NAME.timer): no dots, so no name can be another's; not the web process's own parts
+PROCESS_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+RESERVED_PROCESS_NAMES = frozenset({"proxy", "job", "web", "app", "service", "socket", "timer", "backup"})
+PROCESS_KEYS = {"start", "count", "limits"}
+JOB_KEYS = {"schedule", "run", "timeout"}
+MAX_PROCESS_COUNT = 16
+DEFAULT_JOB_TIMEOUT = 3600  # seconds a scheduled job may run before systemd stops it
 # ${NAME} in a start word: systemd puts the variable's value there (one word, whitespace kept);
 # $$ is a literal $, and so is any other $
 START_VARIABLE = re.compile(r"\$\$|\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)?")
@@ -50,7 +58,7 @@ TABLE_KEYS = {  # [table] -> its keys
     "network": {"egress"},
     "health": {"path", "method", "body", "headers", "status", "contains"},  # or health = "/path"
 }
-FREE_TABLES = {"env", "secrets", "files"}  # tables whose keys the operator names (env.KEY, secrets.KEY)
+FREE_TABLES = {"env", "secrets", "files", "processes", "cron"}  # tables whose keys the operator names (env.KEY, secrets.KEY)
 TOP_KEYS = SCALAR_KEYS | set(TABLE_KEYS) | FREE_TABLES
 ROUTE_KEYS = TABLE_KEYS["route"]
 LIMIT_KEYS = TABLE_KEYS["limits"]
@@ -152,6 +160,24 @@ class ConfigFile:
 
 
 @dataclass(frozen=True)
+class Process:
+    """A long-running process beside the web one: same user, env, secrets, state and sandbox."""
+
+    start: tuple[str, ...]
+    count: int = 1
+    limits: Limits | None = None  # None: the app's [limits]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled job: a timer and a oneshot service in the app's sandbox."""
+
+    schedule: str  # OnCalendar=
+    run: tuple[str, ...]
+    timeout: int = DEFAULT_JOB_TIMEOUT  # seconds (TimeoutStartSec= of the oneshot)
+
+
+@dataclass(frozen=True)
 class SecretSource:
     """Where one declared secret comes from: generated once, or an SSM parameter."""
 
@@ -179,6 +205,8 @@ class AppSpec:
     # network.egress: addresses the app may reach; empty = its own network namespace, no egress
     egress: tuple[str, ...] = ()
     files: dict[str, ConfigFile] = field(default_factory=dict)  # name in $CONFIG_DIRECTORY -> template
+    processes: dict[str, Process] = field(default_factory=dict)
+    cron: dict[str, Job] = field(default_factory=dict)
 
     @property
     def user(self) -> str:
@@ -457,6 +485,66 @@ def _files(table: dict) -> dict[str, ConfigFile]:
     return out
 
 
+def _process_name(name: str, where: str) -> str:
+    if not PROCESS_NAME.fullmatch(name) or name.endswith("-"):
+        raise BadInput(f"{where}: {name!r} is not a name of 1-31 characters: a lower-case letter first, then a-z, "
+                       "0-9 or '-'", hint="it becomes part of a unit name")
+    if name in RESERVED_PROCESS_NAMES:
+        raise BadInput(f"{where}: {name!r} is reserved (ripdep's own units use it)")
+    return name
+
+
+def _calendar(value, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadInput(f"{where}: expected a string such as \"daily\", got {type(value).__name__}")
+    if not CALENDAR.fullmatch(value) or value.strip() != value:
+        raise BadInput(f"{where}: {value!r} is not a calendar expression like \"daily\" or \"*-*-* 03:00:00\"")
+    return value
+
+
+def _processes(table: dict) -> dict[str, Process]:
+    """[processes] worker = ["bin/worker"] or { start = [...], count = 2, limits = { memory = "128M" } }."""
+    out = {}
+    for name, value in table.items():
+        where = f"manifest key 'processes.{name}'"
+        _process_name(name, where)
+        if not isinstance(value, dict):
+            value = {"start": value}
+        _unknown(value, PROCESS_KEYS, f"processes.{name}.")
+        if "start" not in value:
+            raise BadInput(f"manifest: missing key 'processes.{name}.start'")
+        count = _get(value, "count", int, "an integer", f"processes.{name}.")
+        if count is not None and not 1 <= count <= MAX_PROCESS_COUNT:
+            raise BadInput(f"manifest key 'processes.{name}.count': {count} is out of range 1..{MAX_PROCESS_COUNT}")
+        limits = _get(value, "limits", dict, "a table", f"processes.{name}.")
+        try:
+            parsed_limits = None if limits is None else _limits(limits)
+        except BadInput as e:  # name the process's key, not the app's [limits]
+            raise BadInput(e.message.replace("'limits.", f"'processes.{name}.limits."), hint=e.hint) from None
+        out[name] = Process(_start(value["start"], f"processes.{name}.start"), count or 1, parsed_limits)
+    return out
+
+
+def _cron(table: dict) -> dict[str, Job]:
+    """[cron] cleanup = { schedule = "daily", run = ["bin/cleanup"], timeout = 600 }."""
+    out = {}
+    for name, value in table.items():
+        where = f"manifest key 'cron.{name}'"
+        _process_name(name, where)
+        if not isinstance(value, dict):
+            raise _type_error(f"cron.{name}", "a table with schedule and run", value)
+        _unknown(value, JOB_KEYS, f"cron.{name}.")
+        for key in ("schedule", "run"):
+            if key not in value:
+                raise BadInput(f"manifest: missing key 'cron.{name}.{key}'")
+        timeout = _get(value, "timeout", int, "a number of seconds", f"cron.{name}.")
+        if timeout is not None and not 1 <= timeout <= 7 * 86400:
+            raise BadInput(f"manifest key 'cron.{name}.timeout': {timeout} is out of range 1..604800 seconds")
+        out[name] = Job(_calendar(value["schedule"], f"manifest key 'cron.{name}.schedule'"),
+                        _start(value["run"], f"cron.{name}.run"), timeout or DEFAULT_JOB_TIMEOUT)
+    return out
+
+
 def start_variables(spec: AppSpec) -> set[str]:
     """What ${NAME} may name in start: what ripdep and systemd set, and the manifest's env (never a
     secret: a command line is visible in ps and in systemd's own logs)."""
@@ -471,27 +559,34 @@ def start_variables(spec: AppSpec) -> set[str]:
 
 
 def _check_start_variables(spec: AppSpec) -> None:
+    commands = {"start": spec.start, **{f"processes.{n}.start": p.start for n, p in spec.processes.items()},
+                **{f"cron.{n}.run": j.run for n, j in spec.cron.items()}}
+    for key, argv in commands.items():
+        _check_variables(spec, key, argv)
+
+
+def _check_variables(spec: AppSpec, key: str, argv: tuple[str, ...]) -> None:
     allowed = start_variables(spec)
-    for i, word in enumerate(spec.start):
+    for i, word in enumerate(argv):
         for match in START_VARIABLE.finditer(word):
             braced, bare = match.group(1), match.group(2)
             if braced is None and bare is None:
                 continue  # $$ or a lone $: a literal $
             name = braced if braced is not None else bare
             if braced is not None and i == 0:
-                raise BadInput(f"manifest key 'start': the program ({word!r}) cannot hold a variable; systemd "
+                raise BadInput(f"manifest key '{key}': the program ({word!r}) cannot hold a variable; systemd "
                                "expands them only in arguments", hint="write $${ for a literal ${")
             if name in spec.secrets:
-                raise BadInput(f"manifest key 'start': ${{{name}}} is a secret, and a command line is visible to "
+                raise BadInput(f"manifest key '{key}': ${{{name}}} is a secret, and a command line is visible to "
                                "ps and in logs", hint="the app reads it from its environment"
                                + (" or $CREDENTIALS_DIRECTORY" if spec.delivery == "credentials" else ""))
             if bare is not None:
                 if name in allowed:
-                    raise BadInput(f"manifest key 'start': write ${{{name}}} (with braces) for the value of {name}",
+                    raise BadInput(f"manifest key '{key}': write ${{{name}}} (with braces) for the value of {name}",
                                    hint=f"or $${name} for the literal text ${name}")
                 continue
             if name not in allowed:
-                raise BadInput(f"manifest key 'start': ${{{name}}} is not a variable the app has",
+                raise BadInput(f"manifest key '{key}': ${{{name}}} is not a variable the app has",
                                hint=f"known here: {', '.join(sorted(allowed))}; write $${{ for a literal ${{")
 
 
@@ -559,6 +654,8 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         backup=_backup(_get(data, "backup", dict, "a table") or {}),
         egress=_network(_get(data, "network", dict, "a table") or {}),
         files=_files(_get(data, "files", dict, "a table") or {}),
+        processes=_processes(_get(data, "processes", dict, "a table") or {}),
+        cron=_cron(_get(data, "cron", dict, "a table") or {}),
     )
     _check_start_variables(spec)
     return spec

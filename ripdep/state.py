@@ -8,7 +8,7 @@ timestamp that moves on a no-change run.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from ripdep.host import fs
 from ripdep.paths import PATHS, Paths
@@ -26,6 +26,7 @@ class AppState:
     caddy_hash: str = ""  # hash of the snippet last loaded into Caddy successfully
     exposure: float | None = None  # systemd-analyze security score of the unit as last written
     last_change: str = ""  # UTC time of the last deploy that changed something
+    process_hashes: dict = field(default_factory=dict)  # unit -> what that [processes] unit was started with
 
     def with_(self, **kw) -> "AppState":
         return replace(self, **kw)

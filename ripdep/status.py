@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ripdep.errors import RipdepError
 from ripdep.host import Host, http, systemd
@@ -46,6 +46,8 @@ class AppStatus:
     backup_size_bytes: int | None = None
     backup_error: str | None = None  # of the last run, when it failed
     role_drift: str | None = None  # what the app's PostgreSQL role gained beyond LOGIN in ripdep_apps
+    processes: list = field(default_factory=list)  # [processes]: unit, state, restarts, memory
+    jobs: list = field(default_factory=list)  # [cron]: job, timer, last_run, result, next_run
     problem: str | None = None  # why the row could not be read completely
 
     @property
@@ -53,7 +55,9 @@ class AppStatus:
         failed = self.active_state == "failed"
         down = self.desired == "running" and self.active_state not in ("active", "activating", "reloading")
         return (failed or down or self.health == "failing" or self.problem is not None
-                or self.backup_state in ("failed", "stale") or self.role_drift is not None)
+                or self.backup_state in ("failed", "stale") or self.role_drift is not None
+                or any(self.desired == "running" and p["state"] != "active" for p in self.processes)
+                or any(j["result"] not in (None, "success") for j in self.jobs))
 
     def as_dict(self) -> dict:
         return {**asdict(self), "degraded": self.degraded}
@@ -64,7 +68,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
     main thread reads systemd over D-Bus: the three overlap instead of adding up."""
     systemd.require_systemd()
     host = load_host_config(paths)  # an uninitialised host is a clear error, not an empty table
-    rows, targets = [], {}
+    rows, targets, extras = [], {}, {}
     for app in apps:
         row = AppStatus(app)
         rows.append(row)
@@ -78,6 +82,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
             row.problem = f"manifest: {e.message}"
             continue
         row.url = spec.url
+        extras[app] = spec
         _backup_columns(row, spec, host, paths)
         if row.desired == "running" and row.port:
             targets[app] = (row.url, *spec.health_target(str(paths.proxy_socket(app))),
@@ -86,6 +91,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
         sizes = pool.submit(_database_sizes, [r.app for r in rows])
         probes = {app: pool.submit(_probe, *target) for app, target in targets.items()}
         _read_units(rows, paths)
+        _read_processes_and_jobs(rows, extras, paths)
         for row in rows:
             if row.app in probes:
                 _set_health(row, probes[row.app].result())
@@ -119,6 +125,28 @@ def _read_units(rows: list[AppStatus], paths: Paths) -> None:
             row.restarts, row.memory_bytes, row.memory_max_bytes = unit.n_restarts, unit.memory_current, unit.memory_max
             if unit.active_state == "active" and unit.active_enter_usec:
                 row.uptime_seconds = int((now_us - unit.active_enter_usec) / 1_000_000)
+    finally:
+        bus.close()
+
+
+def _read_processes_and_jobs(rows: list[AppStatus], specs: dict, paths: Paths) -> None:
+    """[processes] and [cron] of the apps that have any (one more D-Bus connection only then)."""
+    wanted = [r for r in rows if r.app in specs and (specs[r.app].processes or specs[r.app].cron)]
+    if not wanted:
+        return
+    bus = systemd.Bus()
+    try:
+        for row in wanted:
+            spec = specs[row.app]
+            for name, process in spec.processes.items():
+                for unit_name in paths.process_unit_names(row.app, name, process.count):
+                    unit = bus.read_unit(unit_name, with_file_state=False)
+                    row.processes.append({"process": name, "unit": unit_name, "state": unit.active_state,
+                                          "sub_state": unit.sub_state, "restarts": unit.n_restarts,
+                                          "memory_bytes": unit.memory_current})
+            for job in spec.cron:
+                found = bus.read_job(paths.job_unit_name(row.app, job), paths.job_unit_name(row.app, job, "timer"))
+                row.jobs.append({"job": job, **found})
     finally:
         bus.close()
 
@@ -229,6 +257,12 @@ def table(rows: list[AppStatus], colour: bool) -> str:
             out.append(printable(f"{r.app}: {r.problem}"))
         if r.backup_error:
             out.append(printable(f"{r.app}: last backup failed: {r.backup_error}"))
+        for p in r.processes:
+            out.append(printable(f"{r.app}: process {p['unit']} {p['state']}/{p['sub_state']}, restarts {p['restarts']}, "
+                                 f"memory {human_bytes(p['memory_bytes'])}"))
+        for j in r.jobs:
+            out.append(printable(f"{r.app}: job {j['job']} last run {j['last_run'] or 'never'} "
+                                 f"({j['result'] or '-'}{', running' if j['running'] else ''}), next {j['next_run'] or '-'}"))
         if r.role_drift:
             out.append(printable(f"{r.app}: PostgreSQL role {r.app} has {r.role_drift} (ripdep deploy {r.app} "
                                  "resets it; find out how it got there)"))

@@ -103,6 +103,32 @@ class Bus:
         )
 
 
+    def read_job(self, service: str, timer: str) -> dict:
+        """A scheduled job: its timer's state, last and next run (UTC ISO), and the last run's result."""
+        from datetime import datetime, timezone
+
+        from pystemd.dbuslib import path_encode
+
+        def when(usec) -> str | None:
+            usec = int(usec)
+            if not usec or usec == 2**64 - 1:
+                return None
+            return datetime.fromtimestamp(usec / 1_000_000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        tpath, spath = path_encode(UNIT_PREFIX, timer.encode()), path_encode(UNIT_PREFIX, service.encode())
+        timer_state = self._get(tpath, b"org.freedesktop.systemd1.Unit", b"ActiveState").decode()
+        loaded = self._get(spath, b"org.freedesktop.systemd1.Unit", b"LoadState").decode() == "loaded"
+        last = self._get(tpath, b"org.freedesktop.systemd1.Timer", b"LastTriggerUSec") if timer_state != "inactive" else 0
+        return {
+            "timer": timer_state,
+            "running": self.active_state(service) in ("active", "activating"),
+            "last_run": when(last),
+            "result": self._get(spath, b"org.freedesktop.systemd1.Service", b"Result").decode() if loaded else None,
+            "next_run": when(self._get(tpath, b"org.freedesktop.systemd1.Timer", b"NextElapseUSecRealtime"))
+            if timer_state == "active" else None,
+        }
+
+
 def systemctl(*args: str) -> None:
     run(["systemctl", *args])
 

@@ -12,6 +12,7 @@ from ripdep.render import MARKER, mask_env_file, parse_env_file
 from ripdep.resources import (Action, CaddySwap, Change, DeleteUser, RemoveFile, RemoveTree, Sql, Step, Systemctl,
                               database)
 from ripdep.resources.file import has_marker, unified_diff
+from ripdep.resources.processes import existing_units
 from ripdep.resources.user import gecos
 
 
@@ -39,12 +40,16 @@ def plan(host, paths: Paths, app: str) -> list[Step]:
     steps.append(Step(f"route:{app}", route))
 
     unit = paths.unit_name(app)
-    units = [n for n in (unit, paths.proxy_socket_name(app), paths.proxy_service_name(app)) if marked(paths.units / n)]
+    # processes and job timers first: they must not outlive the app, nor a job start into its removal
+    extra = existing_units(host, paths, app)
+    units = [n for n in (*extra, unit, paths.proxy_socket_name(app), paths.proxy_service_name(app))
+             if marked(paths.units / n)]
+    wants = [RemoveTree(paths.app_wants(app))] if host.is_dir(paths.app_wants(app)) else []
     steps.append(Step(f"unit:{unit}", [Change(f"unit:{unit}", Action.REMOVE, f"stop and remove {', '.join(units)}",
                                               "".join(gone(paths.units / n) for n in units), ops=(
-        Systemctl(("stop", *units), quiet=True), RemoveFile(paths.units / "multi-user.target.wants" / unit),
+        Systemctl(("stop", *units), quiet=True), RemoveFile(paths.units / "multi-user.target.wants" / unit), *wants,
         *(RemoveFile(paths.units / n) for n in units), Systemctl(("daemon-reload",)),
-        Systemctl(("reset-failed", *units), quiet=True)))] if units else []))
+        Systemctl(("reset-failed", *units), quiet=True)))] if units or wants else []))
 
     secrets = []
     if marked(paths.env_file(app)):

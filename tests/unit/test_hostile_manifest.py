@@ -52,14 +52,14 @@ HOSTILE = [
 # tables and their sub-keys; a key added to the manifest without a row here fails test_every_key_is_covered
 TABLES = {"route": spec.ROUTE_KEYS, "limits": spec.LIMIT_KEYS, "backup": spec.BACKUP_KEYS,
           "network": getattr(spec, "NETWORK_KEYS", set()), "health": spec.HEALTH_KEYS}
-FREE_TABLES = {"env", "secrets", "files"}  # keys chosen by the operator
+FREE_TABLES = {"env", "secrets", "files", "processes", "cron"}  # keys chosen by the operator
 SCALARS = spec.TOP_KEYS - set(TABLES) - FREE_TABLES | {"health"}  # health = "/path" or a [health] table
 # the types each key takes: any other type must be refused
 TYPES = {"source": str, "start": (str, list), "health": (str, dict), "database": bool, "database_locale": str,
          "profile": str, "secrets_from": list, "delivery": str, "route": dict, "limits": dict, "backup": dict,
          "network": dict, "env": dict, "secrets": dict, "route.path": str, "route.host": str, "route.tls": bool,
          "limits.memory": str, "limits.cpu": str, "limits.tasks": int, "backup.schedule": str, "backup.keep": int,
-         "network.egress": list, "files": dict, "health.path": str, "health.method": str, "health.body": str,
+         "network.egress": list, "files": dict, "processes": dict, "cron": dict, "health.path": str, "health.method": str, "health.body": str,
          "health.headers": dict, "health.status": int, "health.contains": str}
 KEYS = sorted(spec.TOP_KEYS) + sorted(f"{t}.{k}" for t in TABLES if t in spec.TOP_KEYS for k in TABLES[t])
 
@@ -99,15 +99,19 @@ def shape(text: str) -> list[str]:
     return [re.sub(r"[^\s{}]+", "w", line) for line in text.split("\n")]
 
 
-CLEAN = [{}, {"profile": "jit"}, {"database": False}, {"limits": {"memory": "64M", "cpu": "50%", "tasks": 10}},
+CLEAN = [{"processes": {"w": {"start": ["bin/w"], "count": 2, "limits": {"memory": "64M"}}},
+          "cron": {"c": {"schedule": "daily", "run": ["bin/c"]}}}, {"profile": "jit"}, {"database": False}, {"limits": {"memory": "64M", "cpu": "50%", "tasks": 10}},
          {"secrets": {"A": "generate", "B": "stored"}, "delivery": "credentials"}, {"route": {"host": "a.example.com"}},
          {"route": {"host": "a.example.com", "tls": True}}, {"backup": {"schedule": "daily", "keep": 3}}]
 if "network" in spec.TOP_KEYS:
     CLEAN.append({"network": {"egress": ["192.0.2.10"]}})
 CLEAN_SPECS = [spec.parse_manifest("hello", {**BASE, **c}, MANIFEST) for c in CLEAN]
 MOST = Counter()  # the most of each directive a clean manifest renders
+EXTRA_MOST = Counter()  # the same for a [processes] or [cron] unit
 for _s in CLEAN_SPECS:
     MOST |= directives(unit(_s))
+    for _text in {**render.render_process_units(_s), **render.render_job_units(_s)}.values():
+        EXTRA_MOST |= directives(_text)
 SNIPPET_SHAPES = {repr(shape(snippet(s))) for s in CLEAN_SPECS}
 
 
@@ -121,6 +125,15 @@ def check_rendering(s: spec.AppSpec) -> None:
     exec_start = [line for line in text.split("\n") if line.startswith("ExecStart=")]
     quoted = len(exec_start) == 1 and exec_start[0].startswith('ExecStart="')  # systemd reads no prefix then
     assert quoted and exec_start[0][len('ExecStart="'):][:1] not in spec.SYSTEMD_PREFIXES, f"{exec_start}"
+    for name, text in {**render.render_process_units(s), **render.render_job_units(s)}.items():
+        extra = dict(directives(text) - EXTRA_MOST)
+        assert not extra, f"{name} has directives no clean manifest has: {extra}"
+        exec_start = [line for line in text.split("\n") if line.startswith("ExecStart=")]
+        if name.endswith(".timer"):
+            assert not exec_start and "Unit=ripdep-hello.job." in text, name
+            continue
+        quoted = len(exec_start) == 1 and exec_start[0].startswith('ExecStart="')
+        assert quoted and exec_start[0][len('ExecStart="'):][:1] not in spec.SYSTEMD_PREFIXES, f"{name}: {exec_start}"
     caddy = snippet(s)
     same_shape = repr(shape(caddy)) in SNIPPET_SHAPES
     assert same_shape, f"snippet is shaped like no clean one: {caddy!r}"
@@ -204,7 +217,8 @@ def test_hostile_list_items(key):
 
 @pytest.mark.parametrize("table", sorted(FREE_TABLES & spec.TOP_KEYS))
 def test_hostile_keys_and_values_in_free_tables(table):
-    good_value = {"env": "v", "secrets": "generate", "files": "t.j2"}[table]
+    good_value = {"env": "v", "secrets": "generate", "files": "t.j2", "processes": ["bin/w"],
+                  "cron": {"schedule": "daily", "run": ["bin/c"]}}[table]
     problems = []
     for value in HOSTILE:
         if isinstance(value, str):  # as a key
