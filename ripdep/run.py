@@ -66,9 +66,10 @@ def service_directives(unit_text: str) -> list[tuple[str, str]]:
     return out
 
 
-# systemd-run 252 reads these words of IPAddressAllow=/IPAddressDeny= only as the whole value
-# ("localhost 192.0.2.10" fails to parse), the unit file parser in any position: the prefixes they
-# stand for (systemd's own table, src/shared/bus-unit-util.c and load-fragment.c)
+# systemd-run 252 takes these words of IPAddressAllow=/IPAddressDeny= only as the whole value
+# ("localhost 192.0.2.10/32" fails to parse), the unit file parser in any position: in a list they
+# become the prefixes the unit file parser gives them (tests/integration/test_run.py compares
+# `systemctl show` of both units for an egress app)
 IP_KEYWORDS = {"any": "0.0.0.0/0 ::/0", "localhost": "127.0.0.0/8 ::1/128",
                "link-local": "169.254.0.0/16 fe80::/64", "multicast": "224.0.0.0/4 ff00::/8"}
 
