@@ -411,3 +411,28 @@ def destroy(app: str, yes: bool, take_backup: bool, check: bool, show_diff: bool
 
     run_command("destroy", app, lambda p: dataops.destroy_app(app, yes, take_backup, progress=p, check=check),
                 as_json, debug, check, show_diff)
+
+
+@main.command(name="run")
+@click.argument("app")
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+@click.option("--pty/--pipe", "pty", default=None,
+              help="Give the command a terminal (--pty) or the caller's own stdin/stdout/stderr (--pipe). "
+                   "Default: --pty when stdin and stdout are terminals.")
+@click.option("--json", "json_refused", is_flag=True, hidden=True)
+@DEBUG
+def run(app: str, command: tuple[str, ...], pty: bool | None, json_refused: bool, debug: bool) -> None:
+    """Run CMD as APP: its user, code folder, env, secrets, DATABASE_URL and sandbox, in a transient
+    unit. stdin, stdout, stderr and the exit status are the command's (docs/run.md)."""
+    from ripdep import run as run_mod
+    from ripdep.errors import BadInput
+
+    def call():
+        if json_refused:
+            raise BadInput("ripdep run has no --json: the command's own output and exit status are passed through",
+                           hint="put --json after '--' if it is the command's flag: ripdep run APP -- CMD --json")
+        return run_mod.run_command(app, list(command), pty)
+
+    # no JSON document: a refusal is a message on stderr and its documented exit status; once the
+    # command has started, the exit status is the command's
+    sys.exit(attempt("run", call, False, debug, app))

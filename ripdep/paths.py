@@ -148,6 +148,10 @@ class Paths:
     def proxy_socket(self, app: str) -> Path:
         return self._p(f"run/ripdep/{app}.sock")
 
+    def run_unit_name(self, app: str, unit_id: str) -> str:
+        # `ripdep run`'s transient units: the "." keeps them apart from every app's own units too
+        return f"ripdep-{app}.run-{unit_id}.service"
+
     def path_snippet(self, app: str) -> Path:
         return self.caddy_paths / f"{app}.caddy"
 
