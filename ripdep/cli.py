@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from ripdep import __version__
+from ripdep import BUILD
 from ripdep.errors import EXIT_INTERNAL, RipdepError
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
@@ -56,7 +56,7 @@ def attempt(command: str, call, as_json: bool, debug: bool, app: str | None = No
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", message="%(version)s")
+@click.version_option(BUILD, "--version", message="%(version)s")
 def main() -> None:
     """ripdep: run many isolated apps on one Linux VM, each with its own user, database, hardened
     systemd unit, secrets and Caddy route. Exit codes: docs/exit-codes.md."""
@@ -186,7 +186,7 @@ def status(apps: tuple[str, ...], strict: bool, as_json: bool, debug: bool) -> N
     if as_json:
         msg = f"{len(rows)} app(s), {len(degraded)} degraded" if rows else "no apps deployed"
         report.print_json(report.envelope("status", msg=msg, error=error, data={
-            "apps": [r.as_dict() for r in rows], "degraded": bool(degraded)}))
+            "apps": [r.as_dict() for r in rows], "degraded": bool(degraded), "ripdep": BUILD}))
     else:
         print(status_mod.table(rows, colour=sys.stdout.isatty()) if rows else "no apps deployed")
     if error:
