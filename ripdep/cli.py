@@ -86,6 +86,9 @@ def init(check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
             ("host prepared" if changed else "nothing changed")
         report.print_json(report.envelope("init", steps=steps, msg=msg, check=check, with_diff=show_diff))
     else:
+        # what init changes on a host already prepared (an upgrade's migration) is said, never silent
+        for change in (c for s in steps for c in s.changes):
+            print(f"  {'would ' if check else ''}{change.detail}")
         print("host: " + ("would change" if check and changed else "prepared" if changed else "unchanged"))
 
 

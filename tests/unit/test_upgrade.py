@@ -67,3 +67,23 @@ def test_status_names_the_apps_whose_files_an_other_build_wrote():
                      "('ripdep deploy stale' rewrites what changed)",
                      f"ancient: files written by a ripdep that did not record its build, this is {BUILD} "
                      "('ripdep deploy ancient' rewrites what changed)"]
+
+
+def test_init_says_each_change_it_makes_and_nothing_when_there_is_none(monkeypatch):
+    """After an upgrade, `ripdep init` (install.sh runs it) migrates host settings out loud."""
+    from click.testing import CliRunner
+
+    from ripdep import hostinit
+    from ripdep.cli import main
+    from ripdep.resources import Change, Step
+
+    hba = Change("pg_hba:ripdep", "update", "add ripdep's rules to /etc/postgresql/15/main/pg_hba.conf and reload PostgreSQL")
+    for steps, args, expected in (
+            ([Step("postgresql:host", [hba]), Step("caddy:host", [])], [],
+             "  add ripdep's rules to /etc/postgresql/15/main/pg_hba.conf and reload PostgreSQL\nhost: prepared\n"),
+            ([Step("postgresql:host", [hba])], ["--check"],
+             "  would add ripdep's rules to /etc/postgresql/15/main/pg_hba.conf and reload PostgreSQL\nhost: would change\n"),
+            ([Step("postgresql:host", []), Step("caddy:host", [])], [], "host: unchanged\n")):
+        monkeypatch.setattr(hostinit, "init_host", lambda steps=steps, **kw: steps)
+        result = CliRunner().invoke(main, ["init", *args])
+        assert (result.exit_code, result.stdout) == (0, expected)
