@@ -1,11 +1,18 @@
-"""Living with upgrades of ripdep itself (docs/install.md): which build wrote an app's files, and
-what status says about it. install.sh itself is exercised for real in tests/integration/test_install.py."""
+"""Living with upgrades of ripdep itself (docs/install.md): which build wrote an app's files, what
+status says about it, and bash completion of app names. install.sh itself is exercised for real in
+tests/integration/test_install.py."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import click
+import pytest
+from click.testing import CliRunner
+
 from ripdep import BUILD, __version__, engine
+from ripdep.cli import main
+from ripdep.paths import PATHS
 from ripdep.status import AppStatus, table
 
 # reuse the engine tests' world: a host config on disk, everything else an in-memory host
@@ -87,3 +94,88 @@ def test_init_says_each_change_it_makes_and_nothing_when_there_is_none(monkeypat
         monkeypatch.setattr(hostinit, "init_host", lambda steps=steps, **kw: steps)
         result = CliRunner().invoke(main, ["init", *args])
         assert (result.exit_code, result.stdout) == (0, expected)
+
+
+# --- bash completion ------------------------------------------------------------------------
+
+@pytest.fixture
+def apps_root(tmp_path):
+    """PATHS re-rooted at tmp_path (as tests/unit/test_contract.py does), with three manifests."""
+    real = PATHS.root
+    object.__setattr__(PATHS, "root", tmp_path)
+    PATHS.manifests.mkdir(parents=True)
+    for name in ("shop-a", "shop-b", "blog"):
+        PATHS.manifest(name).write_text("")
+    (PATHS.manifests / "notes.txt").write_text("")  # not a manifest
+    (PATHS.manifests / "Bad;Name.toml").write_text("")  # not an app name ripdep would accept
+    yield tmp_path
+    object.__setattr__(PATHS, "root", real)
+
+
+def complete(words: str) -> list[str]:
+    """What bash gets back: click's bash_complete protocol, as the script install.sh installs asks."""
+    parts = words.split(" ")
+    result = CliRunner().invoke(main, [], prog_name="ripdep", env={
+        "_RIPDEP_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(parts) - 1)})
+    assert result.exit_code == 0, result.output
+    return [line.split(",", 1)[1] for line in result.stdout.splitlines() if line]
+
+
+@pytest.mark.parametrize("words, expected", [
+    ("ripdep deploy shop", ["shop-a", "shop-b"]),
+    ("ripdep deploy ", ["blog", "shop-a", "shop-b"]),
+    ("ripdep status blog shop-", ["shop-a", "shop-b"]),
+    ("ripdep config set b", ["blog"]),
+    ("ripdep secret rotate shop-a", ["shop-a"]),
+    ("ripdep backup list ", ["blog", "shop-a", "shop-b"]),
+    ("ripdep backup s", ["shop-a", "shop-b"]),  # `backup APP` takes one
+    ("ripdep backup ", ["list", "blog", "shop-a", "shop-b"]),
+    ("ripdep restore x", []),
+    ("ripdep dep", ["deploy"]),  # commands complete as click does it
+])
+def test_completion_offers_the_installed_apps(apps_root, words, expected):
+    assert complete(words) == expected
+
+
+def test_a_user_who_cannot_read_the_manifests_gets_the_deployed_apps(apps_root, monkeypatch):
+    """`sudo ripdep deploy <TAB>` completes as the user: /etc/ripdep/apps is root's, /srv/ripdep is not."""
+    import os
+
+    for name in ("shop-a", "blog", ".hidden"):
+        PATHS.code(name).mkdir(parents=True)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if path == PATHS.manifests else real_access(path, mode))
+    assert complete("ripdep deploy ") == ["blog", "shop-a"]
+    assert complete("ripdep logs s") == ["shop-a"]
+    PATHS.code_root.rename(apps_root / "gone")
+    assert complete("ripdep deploy ") == []  # nothing deployed yet: nothing offered, no error
+
+
+def test_every_app_argument_completes_app_names():
+    """A new command with an APP argument gets completion too (ripdep.cli.APP)."""
+    def walk(command, path):
+        for param in command.params:
+            if isinstance(param, click.Argument) and param.name in ("app", "apps"):
+                yield " ".join(path), param
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, path + [name])
+
+    found = list(walk(main, ["ripdep"]))
+    assert len(found) >= 15
+    missing = [path for path, param in found if param._custom_shell_complete is None]
+    assert missing == []
+
+
+def test_the_bash_script_is_clicks_own_and_asks_ripdep():
+    result = CliRunner().invoke(main, [], prog_name="ripdep", env={"_RIPDEP_COMPLETE": "bash_source"})
+    assert result.exit_code == 0
+    assert "_RIPDEP_COMPLETE=bash_complete" in result.stdout and "complete -o nosort -F _ripdep_completion ripdep" in result.stdout
+
+
+def test_completion_and_list_import_nothing_heavy():
+    code = ("import sys, os; os.environ['_RIPDEP_COMPLETE'] = 'bash_complete'; os.environ['COMP_WORDS'] = 'ripdep deploy x';"
+            "os.environ['COMP_CWORD'] = '2'; from ripdep.cli import main\n"
+            "try:\n  main(prog_name='ripdep')\nexcept SystemExit:\n  pass\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'psycopg', 'jinja2', 'tomlkit', 'pystemd'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
+    assert out == ""
