@@ -88,10 +88,14 @@ uninstall() {
     looks_like_ours || die "$PREFIX does not look like a ripdep install (no venv with ripdep in it); removed nothing" 4
   fi
   if [ "$LINK" = 1 ]; then
-    # the apps' scheduled backups run /usr/local/bin/ripdep: without it they can only fail
-    local timers=() f
+    # the apps' scheduled backups run /usr/local/bin/ripdep: without it they can only fail. Exactly
+    # ripdep-backup-APP.{timer,service} of the app its marker names: app backup-x's own units
+    # (ripdep-backup-x.service, .proxy.service, .job.J.timer) match the glob and must stay.
+    local timers=() f app
     for f in "$UNITS"/ripdep-backup-*.timer "$UNITS"/ripdep-backup-*.service; do
-      [ -f "$f" ] && head -n1 "$f" | grep -q '^# managed by ripdep: app ' && timers+=("$f")
+      [ -f "$f" ] || continue
+      app=$(sed -n '1s/^# managed by ripdep: app \([a-z0-9-]*\)$/\1/p' "$f")
+      case "${f##*/}" in "ripdep-backup-$app.timer"|"ripdep-backup-$app.service") [ -n "$app" ] && timers+=("$f") ;; esac
     done
     if [ ${#timers[@]} -gt 0 ]; then
       if systemd_runs; then

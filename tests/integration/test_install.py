@@ -325,6 +325,9 @@ def test_uninstall_removes_ripdep_and_keeps_every_app_and_its_data(ct, prefix, h
     # bash completion, as an interactive bash runs it: click's script asks ripdep for the app names
     deploy(ct, "inst-keep", manifest(raw='[backup]\nschedule = "daily"\n', raw_secret='[secrets]\nTOKEN = "generate"\n'))
     deploy(ct, "inst-keep2", manifest())
+    # an app whose own units look like backup units (ripdep-backup-keep.service, .proxy.service)
+    deploy(ct, "backup-keep", manifest(raw='[backup]\nschedule = "weekly"\n'))
+    other_pid = ct.show("ripdep-backup-keep.service", "MainPID")
     words = ct.sh("source /usr/share/bash-completion/completions/ripdep; COMP_WORDS=(ripdep status inst-k); "
                   "COMP_CWORD=2; _ripdep_completion ripdep; printf '%s\\n' \"${COMPREPLY[@]}\"", check=True).stdout
     assert words.split() == ["inst-keep", "inst-keep2"]
@@ -348,6 +351,11 @@ def test_uninstall_removes_ripdep_and_keeps_every_app_and_its_data(ct, prefix, h
     assert ct.run("systemctl", "is-active", timer).stdout.strip() == "inactive"
     # every app and its data stay: running unit, answer through Caddy, database, secrets, backups
     assert ct.show("ripdep-inst-keep.service", "MainPID") == pid
+    assert ct.show("ripdep-backup-keep.service", "MainPID") == other_pid
+    for unit in ("ripdep-backup-keep.service", "ripdep-backup-keep.proxy.service", "ripdep-backup-keep.proxy.socket"):
+        assert ct.run("test", "-e", f"/etc/systemd/system/{unit}").returncode == 0, unit
+    assert ct.run("test", "-e", "/etc/systemd/system/ripdep-backup-backup-keep.timer").returncode != 0
+    assert json.loads(ct.curl("http://127.0.0.1/backup-keep/").stdout)
     assert json.loads(ct.curl("http://127.0.0.1/inst-keep/").stdout)
     for kept in ("/etc/ripdep/apps/inst-keep.toml", "/etc/ripdep/secrets/inst-keep/TOKEN", "/etc/ripdep/env/inst-keep.env",
                  "/var/lib/ripdep/state/inst-keep.toml", "/srv/ripdep/inst-keep", "/etc/systemd/system/ripdep-inst-keep.service"):
