@@ -10,11 +10,34 @@ from typing import NoReturn
 
 import click
 
-from ripdep import __version__
+from ripdep import BUILD
 from ripdep.errors import EXIT_INTERNAL, RipdepError
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
 DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+
+
+def complete_app(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Bash completion of an APP argument (`_RIPDEP_COMPLETE=bash_source ripdep` prints the script
+    install.sh installs): the apps with a manifest in /etc/ripdep/apps. `sudo ripdep deploy <TAB>`
+    completes as the user, who cannot read that folder (0750 root): then the apps' code folders,
+    which every user can list (/srv/ripdep, 0755), as can systemctl list-units."""
+    import os
+
+    from ripdep import names, ops
+    from ripdep.paths import PATHS
+
+    try:
+        if os.access(PATHS.manifests, os.R_OK | os.X_OK):
+            apps = ops.installed_apps()
+        else:
+            apps = sorted(p.name for p in PATHS.code_root.iterdir() if names.APP_NAME.fullmatch(p.name))
+    except OSError:
+        return []
+    return [app for app in apps if app.startswith(incomplete)]
+
+
+APP = click.argument("app", shell_complete=complete_app)
 
 
 def fail(command: str, error: RipdepError, as_json: bool, app: str | None = None, check: bool = False) -> NoReturn:
@@ -56,7 +79,7 @@ def attempt(command: str, call, as_json: bool, debug: bool, app: str | None = No
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", message="%(version)s")
+@click.version_option(BUILD, "--version", message="%(version)s")
 def main() -> None:
     """ripdep: run many isolated apps on one Linux VM, each with its own user, database, hardened
     systemd unit, secrets and Caddy route. Exit codes: docs/exit-codes.md."""
@@ -86,6 +109,9 @@ def init(check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
             ("host prepared" if changed else "nothing changed")
         report.print_json(report.envelope("init", steps=steps, msg=msg, check=check, with_diff=show_diff))
     else:
+        # what init changes on a host already prepared (an upgrade's migration) is said, never silent
+        for change in (c for s in steps for c in s.changes):
+            print(f"  {'would ' if check else ''}{change.detail}")
         print("host: " + ("would change" if check and changed else "prepared" if changed else "unchanged"))
 
 
@@ -111,7 +137,7 @@ def run_command(command: str, app: str, call, as_json: bool, debug: bool, check:
 
 
 @main.command()
-@click.argument("app")
+@APP
 @click.option("--manifest", "manifest_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Install this manifest as /etc/ripdep/apps/APP.toml and deploy it.")
 @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
@@ -130,7 +156,7 @@ def _unit_command(name: str, doc: str) -> None:
     """start, stop and restart: each a desired state handed to the deploy engine (engine.START...)."""
 
     @main.command(name=name, help=doc)
-    @click.argument("app")
+    @APP
     @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
     @click.option("--diff", "show_diff", is_flag=True, help="Show unified diffs of what would change.")
     @JSON
@@ -164,7 +190,7 @@ def list_apps(as_json: bool, debug: bool) -> None:
 
 
 @main.command()
-@click.argument("apps", nargs=-1)
+@click.argument("apps", nargs=-1, shell_complete=complete_app)
 @click.option("--strict", is_flag=True, help="Exit 10 if any app's unit failed or its health check fails.")
 @JSON
 @DEBUG
@@ -186,7 +212,7 @@ def status(apps: tuple[str, ...], strict: bool, as_json: bool, debug: bool) -> N
     if as_json:
         msg = f"{len(rows)} app(s), {len(degraded)} degraded" if rows else "no apps deployed"
         report.print_json(report.envelope("status", msg=msg, error=error, data={
-            "apps": [r.as_dict() for r in rows], "degraded": bool(degraded)}))
+            "apps": [r.as_dict() for r in rows], "degraded": bool(degraded), "ripdep": BUILD}))
     else:
         print(status_mod.table(rows, colour=sys.stdout.isatty()) if rows else "no apps deployed")
     if error:
@@ -195,7 +221,7 @@ def status(apps: tuple[str, ...], strict: bool, as_json: bool, debug: bool) -> N
 
 
 @main.command()
-@click.argument("app")
+@APP
 @click.option("-n", "--lines", default=50, show_default=True, help="Number of journal lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--since", help="Show lines since this time (journalctl syntax, e.g. '1 hour ago').")
@@ -220,7 +246,7 @@ def config() -> None:
 
 
 @config.command(name="set")
-@click.argument("app")
+@APP
 @click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
 @NO_RESTART
 @JSON
@@ -233,7 +259,7 @@ def config_set(app: str, pairs: tuple[str, ...], no_restart: bool, as_json: bool
 
 
 @config.command(name="unset")
-@click.argument("app")
+@APP
 @click.argument("keys", nargs=-1, required=True)
 @NO_RESTART
 @JSON
@@ -246,7 +272,7 @@ def config_unset(app: str, keys: tuple[str, ...], no_restart: bool, as_json: boo
 
 
 @config.command(name="get")
-@click.argument("app")
+@APP
 @click.argument("key", required=False)
 @JSON
 @DEBUG
@@ -268,7 +294,7 @@ def secret() -> None:
 
 
 @secret.command(name="set")
-@click.argument("app")
+@APP
 @click.argument("name")
 @NO_RESTART
 @JSON
@@ -287,7 +313,7 @@ def secret_set(app: str, name: str, no_restart: bool, as_json: bool, debug: bool
 
 
 @secret.command(name="rotate")
-@click.argument("app")
+@APP
 @click.argument("name")
 @NO_RESTART
 @JSON
@@ -301,7 +327,7 @@ def secret_rotate(app: str, name: str, no_restart: bool, as_json: bool, debug: b
 
 
 @secret.command(name="unset")
-@click.argument("app")
+@APP
 @click.argument("name")
 @NO_RESTART
 @JSON
@@ -315,7 +341,7 @@ def secret_unset(app: str, name: str, no_restart: bool, as_json: bool, debug: bo
 
 
 @secret.command(name="list")
-@click.argument("app")
+@APP
 @JSON
 @DEBUG
 def secret_list(app: str, as_json: bool, debug: bool) -> None:
@@ -340,6 +366,12 @@ class BackupGroup(click.Group):
             return super().resolve_command(ctx, args)
         return "take", self.commands["take"], args
 
+    def shell_complete(self, ctx, incomplete):
+        from click.shell_completion import CompletionItem
+
+        return super().shell_complete(ctx, incomplete) + [CompletionItem(app) for app in
+                                                          complete_app(ctx, self, incomplete)]
+
 
 @main.group(cls=BackupGroup, invoke_without_command=False)
 def backup() -> None:
@@ -347,7 +379,7 @@ def backup() -> None:
 
 
 @backup.command(name="take", hidden=True)
-@click.argument("app")
+@APP
 @JSON
 @DEBUG
 def backup_take(app: str, as_json: bool, debug: bool) -> None:
@@ -367,7 +399,7 @@ def backup_take(app: str, as_json: bool, debug: bool) -> None:
 
 
 @backup.command(name="list")
-@click.argument("app")
+@APP
 @JSON
 @DEBUG
 def backup_list(app: str, as_json: bool, debug: bool) -> None:
@@ -385,7 +417,7 @@ def backup_list(app: str, as_json: bool, debug: bool) -> None:
 
 
 @main.command()
-@click.argument("app")
+@APP
 @click.argument("backup_ref", metavar="BACKUP")
 @click.option("--yes", is_flag=True, help="Confirm: the app's database, state dir and secrets are replaced.")
 @JSON
@@ -398,7 +430,7 @@ def restore(app: str, backup_ref: str, yes: bool, as_json: bool, debug: bool) ->
 
 
 @main.command()
-@click.argument("app")
+@APP
 @click.option("--yes", is_flag=True, help="Confirm the removal (nothing is asked interactively).")
 @click.option("--backup", "take_backup", is_flag=True, help="Take and verify a backup first.")
 @click.option("--check", is_flag=True, help="Show what would be removed, and whether the backup rule allows it.")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ripdep import names, render
+from ripdep import BUILD, names, render
 from ripdep.apply import apply_change
 from ripdep.context import Context
 from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, RipdepError, UnknownApp
@@ -239,6 +239,8 @@ def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY
                 return result
             changed = result.changed
             apply_all(ctx, result.steps, progress)
+            if verb.scope == "app":  # every file of the app is now as this build writes it (ripdep status)
+                ctx.record(ripdep_version=BUILD)
             try:
                 if changed:
                     if verb.scope == "app":

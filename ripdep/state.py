@@ -27,6 +27,7 @@ class AppState:
     exposure: float | None = None  # systemd-analyze security score of the unit as last written
     last_change: str = ""  # UTC time of the last deploy that changed something
     process_hashes: dict = field(default_factory=dict)  # unit -> what that [processes] unit was started with
+    ripdep_version: str = ""  # the ripdep build (ripdep.BUILD) whose deploy last converged the app's files
 
     def with_(self, **kw) -> "AppState":
         return replace(self, **kw)

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from ripdep import BUILD
 from ripdep.errors import RipdepError
 from ripdep.host import Host, http, systemd
 from ripdep.host.postgres import RoleState, psql_rows, read_roles
@@ -48,6 +49,7 @@ class AppStatus:
     role_drift: str | None = None  # what the app's PostgreSQL role gained beyond LOGIN in ripdep_apps
     processes: list = field(default_factory=list)  # [processes]: unit, state, restarts, memory
     jobs: list = field(default_factory=list)  # [cron]: job, timer, last_run, result, next_run
+    ripdep_version: str | None = None  # the ripdep build whose deploy last converged the app's files
     problem: str | None = None  # why the row could not be read completely
 
     @property
@@ -59,8 +61,14 @@ class AppStatus:
                 or any(self.desired == "running" and p["state"] != "active" for p in self.processes)
                 or any(j["result"] not in (None, "success") for j in self.jobs))
 
+    @property
+    def outdated(self) -> bool:
+        """The app runs with files another ripdep build wrote (before an upgrade or a rollback, or
+        before builds were recorded): its next deploy rewrites what this build renders differently."""
+        return self.desired is not None and self.ripdep_version != BUILD
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "degraded": self.degraded}
+        return {**asdict(self), "degraded": self.degraded, "outdated": self.outdated}
 
 
 def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
@@ -76,6 +84,7 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
         if state is not None:
             row.desired, row.port, row.exposure = state.desired, state.port, state.exposure
             row.last_change = state.last_change or None
+            row.ripdep_version = state.ripdep_version or None
         try:
             spec = load_manifest(app, paths.manifest(app))
         except RipdepError as e:
@@ -263,6 +272,10 @@ def table(rows: list[AppStatus], colour: bool) -> str:
         for j in r.jobs:
             out.append(printable(f"{r.app}: job {j['job']} last run {j['last_run'] or 'never'} "
                                  f"({j['result'] or '-'}{', running' if j['running'] else ''}), next {j['next_run'] or '-'}"))
+        if r.outdated:
+            by = f"ripdep {r.ripdep_version}" if r.ripdep_version else "a ripdep that did not record its build"
+            out.append(printable(f"{r.app}: files written by {by}, this is {BUILD} ('ripdep deploy {r.app}' "
+                                 "rewrites what changed)"))
         if r.role_drift:
             out.append(printable(f"{r.app}: PostgreSQL role {r.app} has {r.role_drift} (ripdep deploy {r.app} "
                                  "resets it; find out how it got there)"))

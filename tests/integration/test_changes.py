@@ -64,7 +64,7 @@ def test_two_apps_claiming_one_host_or_path_never_go_live(probe_factory, ct):
 def test_broken_template_never_goes_live(probe_factory, ct):
     survivor = probe_factory("survivor")
     broken = "/root/broken-templates"
-    ct.sh(f"rm -rf {broken} && mkdir -p {broken} && cp -r {PREFIX}/lib/python3*/site-packages/ripdep/templates/* {broken}/ && "
+    ct.sh(f"rm -rf {broken} && mkdir -p {broken} && cp -r {PREFIX}/current/ripdep/templates/* {broken}/ && "
           # an unclosed brace: `caddy validate` alone would accept it and swallow the blocks after it
           f"sed -i 's/^}}$//' {broken}/caddy/path.caddy.j2", check=True)
     before = caddy_snapshot(ct)

@@ -141,7 +141,7 @@ def test_foreign_user_is_never_adopted(ct):
 def test_no_change_deploy_imports_neither_boto3_nor_psycopg(ct, hello):
     # the speed design: heavy modules only on the paths that use them
     assert ct.deploy_json("hello", "--manifest", str(ROOT / EXAMPLE))[0] == 0
-    proc = ct.run(f"{PREFIX}/bin/python", "-X", "importtime", "-m", "ripdep", "deploy", "hello", "--json")
+    proc = ct.run(f"{PREFIX}/bin/ripdep", "deploy", "hello", "--json", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 0
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "ripdep.engine" in imported

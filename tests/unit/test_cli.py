@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ripdep import __version__, errors, report
+from ripdep import BUILD, errors, report
 from ripdep.cli import main
 from ripdep.engine import RunResult
 from ripdep.host.http import Probe
@@ -23,7 +23,7 @@ def invoke(*args):
 
 
 def test_version_and_help():
-    assert invoke("--version") == (0, f"{__version__}\n")
+    assert invoke("--version") == (0, f"{BUILD}\n")
     code, out = invoke("--help")
     assert code == 0 and "deploy" in out and "init" in out
 

@@ -20,7 +20,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ripdep import errors, lock, report
+from ripdep import BUILD, errors, lock, report
 from ripdep.backup import BackupInfo
 from ripdep.cli import main
 from ripdep.dataops import BackupResult
@@ -146,7 +146,7 @@ SUCCESSES = [
     Case("stop", ["stop", "hello"], setup=[stub("ripdep.engine.converge", ran())]),
     Case("restart", ["restart", "hello"], setup=[stub("ripdep.engine.converge", ran())]),
     Case("list", ["list"], setup=[installed], data={"apps": ["hello"]}),
-    Case("status", ["status"], setup=[with_systemd], data={"apps": [], "degraded": False}),
+    Case("status", ["status"], setup=[with_systemd], data={"apps": [], "degraded": False, "ripdep": BUILD}),
     Case("config set", ["config", "set", "hello", "A=1", "--no-restart"], setup=[installed, as_root], data=None),
     Case("config unset", ["config", "unset", "hello", "GREETING", "--no-restart"], setup=[installed, as_root]),
     Case("config get", ["config", "get", "hello"], setup=[installed], data={"env": {"GREETING": "Hello"}}),
