@@ -446,7 +446,7 @@ def destroy(app: str, yes: bool, take_backup: bool, check: bool, show_diff: bool
 
 
 @main.command(name="run")
-@click.argument("app")
+@APP
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 @click.option("--pty/--pipe", "pty", default=None,
               help="Give the command a terminal (--pty) or the caller's own stdin/stdout/stderr (--pipe). "
