@@ -8,8 +8,9 @@ from typing import Protocol
 
 from ripdep.host import Host
 from ripdep.paths import Paths
-from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, DeleteUser, EnsureDir, InstallCode, ModifyUser,
-                              PgHba, Record, RemoveFile, RemoveTree, Sql, Symlink, Systemctl, WriteFile, WriteSecret)
+from ripdep.resources import (CaddySwap, Change, Claim, CreateUser, DeleteUser, EnsureDir, InstallCode, InstallTree,
+                              LiveRecord, ModifyUser, PgHba, Record, ReleasePhase, RemoveFile, RemoveTree, RemoveTrees, Sql,
+                              SwitchCode, Symlink, Systemctl, WriteFile, WriteSecret)
 
 
 class Target(Protocol):
@@ -60,6 +61,23 @@ def apply_op(op, ctx) -> None:
             host.delete_user(op.name)
         case InstallCode():
             host.install_code(ctx.paths, op.app, op.source, op.digest)
+        case InstallTree():
+            host.install_tree(ctx.paths, op.app, op.tree, op.source, op.scan, op.link_from)
+        case SwitchCode():
+            host.switch_code(ctx.paths, op.app, op.tree)
+        case LiveRecord():
+            from dataclasses import replace
+
+            from ripdep.releases import write_record_op
+
+            live = write_record_op(ctx.paths, ctx.app, replace(ctx.pending, outcome="live"))
+            host.write_file(live.path, live.content, mode=live.mode)
+        case RemoveTrees():
+            host.remove_trees(ctx.paths, op.app, list(op.trees))
+        case ReleasePhase():
+            from ripdep.release_phase import run_release_phase
+
+            run_release_phase(ctx, op.release)
         case WriteSecret():
             host.write_secret(op.folder, op.key, op.value)
         case Record():

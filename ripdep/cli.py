@@ -445,6 +445,41 @@ def destroy(app: str, yes: bool, take_backup: bool, check: bool, show_diff: bool
                 as_json, debug, check, show_diff)
 
 
+@main.command()
+@APP
+@JSON
+@DEBUG
+def releases(app: str, as_json: bool, debug: bool) -> None:
+    """APP's releases: id, time, code hash, what changed, outcome, which is live (docs/releases.md)."""
+    from ripdep import report
+    from ripdep import rollback as rollback_mod
+
+    rows = attempt("releases", lambda: rollback_mod.list_releases(app), as_json, debug, app)
+    if as_json:
+        report.print_json(report.envelope("releases", app, msg=f"{len(rows)} release(s)", data={"releases": rows}))
+        return
+    for r in rows:
+        mark = "live" if r["live"] else "previous" if r["previous"] else ""
+        print(report.printable(f"{r['id']}  {r['code_hash'][:12]}  {r['changed'] or '-':<16} {r['outcome']:<12} "
+                               f"{mark:<8} {r['reason']}".rstrip()))
+
+
+@main.command()
+@APP
+@click.argument("release", required=False)
+@click.option("--with-data", is_flag=True, help="Also restore the backup taken before the live release's release phase.")
+@click.option("--yes", is_flag=True, help="Confirm --with-data (the data written since that backup is lost).")
+@JSON
+@DEBUG
+def rollback(app: str, release: str | None, with_data: bool, yes: bool, as_json: bool, debug: bool) -> None:
+    """Go back to RELEASE (default: the one before the live one): its code and manifest, restarted and
+    health-checked; deploys then keep it until one installs a manifest."""
+    from ripdep import rollback as rollback_mod
+
+    run_command("rollback", app, lambda progress: rollback_mod.rollback(app, release, with_data, yes, progress=progress),
+                as_json, debug)
+
+
 @main.command(name="run")
 @APP
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ripdep.host import Host
 from ripdep.hostconfig import HostConfig
 from ripdep.paths import PATHS, Paths
 from ripdep.spec import AppSpec
 from ripdep.state import AppState
+
+if TYPE_CHECKING:
+    from ripdep.releases import Release, Scan
 
 
 @dataclass
@@ -28,6 +32,13 @@ class Context:
     env_text: str = field(default="", repr=False)
     files_digest: str = ""  # of the rendered [files] (they may hold secrets: a digest only)
     listening: str | None = None
+    manifest_text: str = field(default="", repr=False)  # the manifest this run installs (for its release record)
+    scan: Scan | None = field(default=None, repr=False)  # of the source
+    releases: list[Release] = field(default_factory=list, repr=False)  # the app's release records, oldest first
+    pending: Release | None = None  # the release this run switches to; None = the live one stays
+    release_output: list = field(default_factory=list, repr=False)  # the release phase's last lines
+    pin: Release | None = None
+    manifest_given: bool = False  # this run installs a manifest (deploy --manifest)  # a rollback: the release to go back to, instead of the source
     extra_units: dict = field(default_factory=dict, repr=False)  # [processes]/[cron] unit name -> text
     process_hashes: dict = field(default_factory=dict)  # what plan_files leaves of the recorded ones  # the health wait's finding: the app listens, but not on its PORT
 

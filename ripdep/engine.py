@@ -108,7 +108,9 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
         web = service.plan(ctx, unit_file_changes=False, force_restart=verb.restart, record_hash=False)
         return steps + [web, processes.plan_run(ctx, web, record_hash=False)]
     # the claim first: a taken route refuses the deploy before the secrets are resolved
-    steps += [route.claim(ctx), manifest.plan(ctx.host, ctx.app, manifest_file, ctx.paths)]
+    ctx.manifest_given = manifest_file is not None
+    manifest_step, ctx.manifest_text = manifest.plan(ctx.host, ctx.app, manifest_file, ctx.paths)
+    steps += [route.claim(ctx), manifest_step]
     # secrets next: an SSM fetch that fails must stop the run before anything is recorded
     steps.append(envfile.plan_secrets(ctx))
     steps.append(user.plan(ctx))
@@ -122,7 +124,7 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
     unit_step = unit.plan(ctx)
     steps.append(unit_step)
     extra = processes.plan_files(ctx)
-    steps.append(extra)
+    steps += [extra, code.plan_switch(ctx)]
     web = service.plan(ctx, unit_file_changes=unit_step.changed or proxy_step.changed or extra.changed,
                        proxy_changed=proxy_step.changed)
     steps += [web, processes.plan_run(ctx, web)]
@@ -210,9 +212,11 @@ def health_check(ctx: Context, deadline: float) -> http.Probe:
 
 
 def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY, check: bool = False,
-             paths: Paths = PATHS, progress=lambda step: None, lock: bool = True, host: Host | None = None) -> RunResult:
+             paths: Paths = PATHS, progress=lambda step: None, lock: bool = True, host: Host | None = None,
+             pin=None) -> RunResult:
     """Take the app to what `verb` asks. lock=False: the caller already holds the app's lock (config
-    and secret commands). host: the machine (a fake in tests)."""
+    and secret commands). host: the machine (a fake in tests). pin: a release record to go back to
+    (rollback, or the automatic revert), instead of a release from the source."""
     t0 = time.monotonic()
     host = host or Host()
     if manifest_file is None:  # the installed manifest is root's to read
@@ -228,7 +232,7 @@ def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY
         if state is None and verb.scope != "app":
             raise UnknownApp(f"app {app!r} is not managed by ripdep",
                              hint="ripdep list shows the apps it manages; deploy one with ripdep deploy APP --manifest FILE")
-        ctx = Context(spec, settings, state or AppState(app), host=host, check=check, paths=paths)
+        ctx = Context(spec, settings, state or AppState(app), host=host, check=check, paths=paths, pin=pin)
         try:
             if verb.scope == "app":
                 require_services(ctx)
@@ -250,15 +254,84 @@ def converge(app: str, manifest_file: Path | None = None, *, verb: Verb = DEPLOY
                     restarted = any(c.action in ("start", "restart") for s in result.steps for c in s.changes)
                     probe = health_check(ctx, settings.health_timeout if restarted or changed else 5)
                     result.health = probe
+                    previous = revertible(ctx)
+                    why = None if not probe.ok else watch(ctx, previous)
+                    if previous is not None and (not probe.ok or why):
+                        revert(ctx, result, previous, why or health_failure(ctx, probe).message, progress)
                     if not probe.ok:
                         raise health_failure(ctx, probe)
             except RipdepError as e:
-                e.result = result  # everything was applied: the report must say so (changed, url, health)
+                e.result = e.result or result  # everything was applied: the report must say so
                 raise
             result.seconds = time.monotonic() - t0
             return result
         finally:
             ctx.close()
+
+
+def revertible(ctx: Context):
+    """The release to go back to if this run's new release fails: the live one before it (None on a
+    first deploy, a rollback, or a run that made no new release)."""
+    if ctx.pending is None or ctx.pin is not None:
+        return None
+    from ripdep.releases import previous_good, read_records
+
+    records = read_records(ctx.host, ctx.paths, ctx.app)
+    before = previous_good(records, ctx.pending.id)
+    return before if before is not None and ctx.host.is_dir(ctx.paths.releases_root(ctx.app) / before.tree) else None
+
+
+def watch(ctx: Context, previous) -> str | None:
+    """A new release must stay up for the watch window: the same process, no restart, and its
+    health check passing at the end. Returns why it did not, or None."""
+    if previous is None:
+        return None
+    seconds = ctx.spec.releases.watch if ctx.spec.releases.watch is not None else ctx.settings.releases_watch
+    if seconds <= 0:
+        return None
+    first = ctx.host.read_unit(ctx.unit_name, with_file_state=False)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        now = ctx.host.read_unit(ctx.unit_name, with_file_state=False)
+        if now.active_state != "active" or now.main_pid != first.main_pid or now.n_restarts != first.n_restarts:
+            return (f"{ctx.unit_name} did not stay up for the {seconds}s watch: {now.active_state}, "
+                    f"{now.n_restarts - first.n_restarts} restart(s)")
+    probe = health_check(ctx, 5)
+    return None if probe.ok else f"the health check failed at the end of the {seconds}s watch ({probe.error})"
+
+
+def revert(ctx: Context, result: RunResult, previous, why: str, progress) -> None:
+    """Switch back to `previous` (its code and its manifest), restart and health-check it, and raise
+    RolledBack saying why and what serves now. The failed release's record keeps the reason."""
+    from dataclasses import replace
+
+    from ripdep import releases
+    from ripdep.errors import RolledBack
+
+    assert ctx.pending is not None  # revertible() found a release to go back to from it
+    failed = replace(ctx.pending, outcome="rolled_back", reason=why[:500])
+    op = releases.write_record_op(ctx.paths, ctx.app, failed)
+    ctx.host.write_file(op.path, op.content, mode=op.mode)
+    details = [f"failed release {failed.id}: {why}", f"now serving release {previous.id}"]
+    if failed.release_ran:
+        details.append("its release phase ran: the database may be migrated"
+                       + (f"; the backup taken before it is {failed.backup} (ripdep rollback "
+                          f"{ctx.app} --with-data --yes restores it)" if failed.backup else ""))
+    try:
+        with releases.manifest_snapshot(previous) as snapshot:
+            back = converge(ctx.app, snapshot, lock=False, host=ctx.host, paths=ctx.paths, progress=progress,
+                            pin=previous)
+    except RipdepError as e:
+        e.message = f"release {failed.id} failed ({why}) and switching back to {previous.id} failed too: {e.message}"
+        e.result = RunResult(ctx.app, False, result.steps + (e.result.steps if e.result else []), ctx.url, ctx.port,
+                             result.health)
+        raise
+    ctx.state = ctx.host.read_state(ctx.app, ctx.paths) or ctx.state
+    error = RolledBack(f"release {failed.id} of {ctx.app} failed ({why}); switched back to release {previous.id}, "
+                       "which serves", hint=f"ripdep releases {ctx.app}; ripdep logs {ctx.app}", details=details)
+    error.result = RunResult(ctx.app, False, result.steps + back.steps, ctx.url, ctx.port, back.health)
+    raise error
 
 
 def deploy(app: str, manifest_file: Path | None = None, **kw) -> RunResult:

@@ -20,6 +20,8 @@ EXIT_APPLY = 8  # a host operation failed while applying (the message says what 
 EXIT_CONFLICT = 9  # a user, group, role, database, unit or file of that name exists and is not ripdep's
 EXIT_DEGRADED = 10  # status --strict: an app is failed, or failing its health check
 EXIT_BACKUP = 11  # a backup failed its checksums or its restore verification
+EXIT_ROLLED_BACK = 12  # the new release failed its health check or watch; the previous one serves again
+EXIT_RELEASE = 13  # the release phase (its backup or its command) failed; the old release still serves
 
 CODE_TO_EXIT = {
     "internal": EXIT_INTERNAL,
@@ -33,6 +35,8 @@ CODE_TO_EXIT = {
     "conflict": EXIT_CONFLICT,
     "degraded": EXIT_DEGRADED,
     "backup_invalid": EXIT_BACKUP,
+    "rolled_back": EXIT_ROLLED_BACK,
+    "release_failed": EXIT_RELEASE,
 }
 
 
@@ -94,3 +98,11 @@ class Degraded(RipdepError):
 
 class BackupInvalid(RipdepError):
     code = "backup_invalid"
+
+
+class RolledBack(RipdepError):
+    code = "rolled_back"
+
+
+class ReleaseFailed(RipdepError):
+    code = "release_failed"

@@ -82,6 +82,13 @@ class HostConfig:
     s3_prefix: str = setting("ripdep", "key prefix of those copies in the bucket (PREFIX/APP/BACKUP/...)")
     s3_region: str = setting("", "S3 region; empty = the standard AWS environment and config, as for SSM")
     s3_endpoint: str = setting("", "S3 endpoint URL; empty = the standard AWS environment and config")
+    releases_keep: int = setting(5, "releases kept per app (code trees and their manifests, for rollback; "
+                                 "1..100; an app's [releases] keep overrides it)", lambda v: None if 1 <= v <= 100
+                                 else f"is {v}, out of range 1..100")
+    releases_watch: int = setting(10, "seconds a new release must stay up and healthy after its switch before "
+                                  "it is kept; a restart or a failing health check in them switches back to the "
+                                  "previous release (0..3600; an app's [releases] watch overrides it)",
+                                  lambda v: None if 0 <= v <= 3600 else f"is {v}, out of range 0..3600")
 
 
 SETTINGS: tuple[Field[Any], ...] = fields(HostConfig)

@@ -145,6 +145,13 @@ class Paths:
         """What starting the app pulls in ([Install] WantedBy= the app's unit): its processes and timers."""
         return self.units / f"{self.unit_name(app)}.wants"
 
+    # releases (ripdep/releases.py): "NAME.releases" can never be an app's code folder (no dots)
+    def releases_root(self, app: str) -> Path:
+        return self.code_root / f"{app}.releases"
+
+    def release_records(self, app: str) -> Path:
+        return self.state_root.parent / "releases" / app
+
     def proxy_socket(self, app: str) -> Path:
         return self._p(f"run/ripdep/{app}.sock")
 

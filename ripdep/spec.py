@@ -50,13 +50,15 @@ START_VARIABLE = re.compile(r"\$\$|\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)?")
 # Every manifest key, in one place: the parser refuses any other, and tests/unit/test_spec.py
 # checks these against the key table in docs/manifest.md (a row per key, TABLE.KEY for a table's
 # keys) and against the fields of AppSpec, Route, Limits and Backup.
-SCALAR_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "secrets_from", "delivery"}
+SCALAR_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "secrets_from", "delivery",
+               "release"}
 TABLE_KEYS = {  # [table] -> its keys
     "route": {"path", "host", "tls"},
     "limits": {"memory", "cpu", "tasks"},
     "backup": {"schedule", "keep"},
     "network": {"egress"},
     "health": {"path", "method", "body", "headers", "status", "contains"},  # or health = "/path"
+    "releases": {"keep", "watch"},
 }
 FREE_TABLES = {"env", "secrets", "files", "processes", "cron"}  # tables whose keys the operator names (env.KEY, secrets.KEY)
 TOP_KEYS = SCALAR_KEYS | set(TABLE_KEYS) | FREE_TABLES
@@ -65,6 +67,7 @@ LIMIT_KEYS = TABLE_KEYS["limits"]
 BACKUP_KEYS = TABLE_KEYS["backup"]
 NETWORK_KEYS = TABLE_KEYS["network"]
 HEALTH_KEYS = TABLE_KEYS["health"]
+RELEASES_KEYS = TABLE_KEYS["releases"]
 
 LOCALE = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
 # an OnCalendar= expression: letters, digits and the punctuation calendar specs use; checked again
@@ -130,6 +133,12 @@ class Limits:
 class Backup:
     schedule: str | None = None  # OnCalendar= of the backup timer; None = no scheduled backups
     keep: int | None = None  # verified backups kept (None = the host's backup_keep)
+
+
+@dataclass(frozen=True)
+class Releases:
+    keep: int | None = None  # releases kept (None = the host's releases_keep)
+    watch: int | None = None  # seconds a new release is watched (None = the host's releases_watch)
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,8 @@ class AppSpec:
     files: dict[str, ConfigFile] = field(default_factory=dict)  # name in $CONFIG_DIRECTORY -> template
     processes: dict[str, Process] = field(default_factory=dict)
     cron: dict[str, Job] = field(default_factory=dict)
+    release: tuple[str, ...] = ()  # the release phase: run once per release, before the switch
+    releases: Releases = field(default_factory=Releases)
 
     @property
     def user(self) -> str:
@@ -485,6 +496,17 @@ def _files(table: dict) -> dict[str, ConfigFile]:
     return out
 
 
+def _releases(table: dict) -> Releases:
+    _unknown(table, RELEASES_KEYS, "releases.")
+    keep = _get(table, "keep", int, "an integer", "releases.")
+    watch = _get(table, "watch", int, "a number of seconds", "releases.")
+    if keep is not None and not 1 <= keep <= 100:
+        raise BadInput(f"manifest key 'releases.keep': {keep} is out of range 1..100")
+    if watch is not None and not 0 <= watch <= 3600:
+        raise BadInput(f"manifest key 'releases.watch': {watch} is out of range 0..3600 seconds")
+    return Releases(keep, watch)
+
+
 def _process_name(name: str, where: str) -> str:
     if not PROCESS_NAME.fullmatch(name) or name.endswith("-"):
         raise BadInput(f"{where}: {name!r} is not a name of 1-31 characters: a lower-case letter first, then a-z, "
@@ -559,7 +581,8 @@ def start_variables(spec: AppSpec) -> set[str]:
 
 
 def _check_start_variables(spec: AppSpec) -> None:
-    commands = {"start": spec.start, **{f"processes.{n}.start": p.start for n, p in spec.processes.items()},
+    commands = {"start": spec.start, **({"release": spec.release} if spec.release else {}),
+                **{f"processes.{n}.start": p.start for n, p in spec.processes.items()},
                 **{f"cron.{n}.run": j.run for n, j in spec.cron.items()}}
     for key, argv in commands.items():
         _check_variables(spec, key, argv)
@@ -656,6 +679,8 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         files=_files(_get(data, "files", dict, "a table") or {}),
         processes=_processes(_get(data, "processes", dict, "a table") or {}),
         cron=_cron(_get(data, "cron", dict, "a table") or {}),
+        release=_start(data["release"], "release") if "release" in data else (),
+        releases=_releases(_get(data, "releases", dict, "a table") or {}),
     )
     _check_start_variables(spec)
     return spec

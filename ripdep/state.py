@@ -26,6 +26,8 @@ class AppState:
     caddy_hash: str = ""  # hash of the snippet last loaded into Caddy successfully
     exposure: float | None = None  # systemd-analyze security score of the unit as last written
     last_change: str = ""  # UTC time of the last deploy that changed something
+    release: str = ""  # the live release's id (ripdep/releases.py)
+    pinned: bool = False  # a rollback chose the live release: deploys keep it until one installs a manifest
     process_hashes: dict = field(default_factory=dict)  # unit -> what that [processes] unit was started with
     ripdep_version: str = ""  # the ripdep build (ripdep.BUILD) whose deploy last converged the app's files
 

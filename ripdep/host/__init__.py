@@ -201,18 +201,43 @@ class Host:
         caddy.reload(paths)
 
     # --- code, network, health -----------------------------------------------------------------
-    def hash_tree(self, source: Path) -> str:
-        from ripdep.resources.code import hash_tree
-
-        return hash_tree(source)
-
     def is_dir(self, path: Path) -> bool:
         return path.is_dir()
 
-    def install_code(self, paths, app: str, source: Path, digest: str) -> None:
-        from ripdep.resources.code import install
+    def scan_source(self, source: Path, index: Path):
+        """The source's content digest (releases.Scan), hashing only files changed since `index`."""
+        import json
 
-        install(paths, app, source, digest)
+        from ripdep.releases import scan
+
+        try:
+            previous = json.loads(index.read_text())
+        except (FileNotFoundError, ValueError):
+            previous = {}
+        return scan(source, previous if isinstance(previous, dict) else {})
+
+    def read_link(self, path: Path) -> str | None:
+        import os
+
+        try:
+            return os.readlink(path)
+        except (FileNotFoundError, OSError):
+            return None
+
+    def install_tree(self, paths, app: str, tree: str, source: Path, scan, link_from: str | None) -> None:
+        from ripdep.releases import install_tree
+
+        install_tree(paths, app, tree, source, scan, link_from)
+
+    def switch_code(self, paths, app: str, tree: str) -> None:
+        from ripdep.releases import switch
+
+        switch(paths, app, tree)
+
+    def remove_trees(self, paths, app: str, trees: list[str]) -> None:
+        from ripdep.releases import remove_trees
+
+        remove_trees(paths, app, trees)
 
     def listeners(self, pid: int | None = None) -> list[tuple[int, int]]:
         """(port, uid) of listening TCP sockets: the host's, or those in process pid's namespace."""

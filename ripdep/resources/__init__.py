@@ -30,6 +30,8 @@ class Action(str, Enum):
     CLAIM = "claim"
     RESTORE = "restore"
     ROTATE = "rotate"
+    RUN = "run"
+    SWITCH = "switch"
 
     def __str__(self) -> str:
         return self.value
@@ -114,6 +116,42 @@ class InstallCode(NamedTuple):
     digest: str
 
 
+class InstallTree(NamedTuple):
+    """Build a release's code tree from the source (hard links from the live tree where the content
+    is the same); nothing when it is already built."""
+
+    app: str
+    tree: str
+    source: Path
+    scan: object  # releases.Scan
+    link_from: str | None
+
+
+class SwitchCode(NamedTuple):
+    """Point the app's code link at a tree, with one rename."""
+
+    app: str
+    tree: str
+
+
+class ReleasePhase(NamedTuple):
+    """The manifest's `release` command for a release: a verified backup first (when the app has a
+    database and a release before this one), then the command as the app, in the new tree."""
+
+    release: str  # the release's id
+
+
+class LiveRecord(NamedTuple):
+    """Mark the run's release (as the release phase left it) live in its record."""
+
+    release: str
+
+
+class RemoveTrees(NamedTuple):
+    app: str
+    trees: tuple[str, ...]
+
+
 class WriteSecret(NamedTuple):
     folder: Path
     key: str
@@ -147,7 +185,7 @@ class CaddySwap(NamedTuple):
 
 
 Op = (WriteFile | EnsureDir | PgHba | RemoveFile | RemoveTree | Symlink | Systemctl | Sql | CreateUser | ModifyUser | DeleteUser
-      | InstallCode | WriteSecret | Record | Claim | CaddySwap)
+      | InstallCode | InstallTree | SwitchCode | ReleasePhase | LiveRecord | RemoveTrees | WriteSecret | Record | Claim | CaddySwap)
 
 
 @dataclass

@@ -68,8 +68,14 @@ def plan(host, paths: Paths, app: str) -> list[Step]:
     folders = []
     if user is not None and user.gecos == gecos(app):
         folders.append(Change(f"user:{app}", Action.REMOVE, f"remove user and group {app}", ops=(DeleteUser(app),)))
-    for folder, rid in ((paths.app_state_dir(app), "state-dir"), (paths.code(app), "code"),
-                        (paths.config_dir(app), "files")):
+    if host.is_link(paths.code(app)):  # the code link of the releases layout
+        folders.append(Change(f"code:{app}", Action.REMOVE, f"remove {paths.code(app)}",
+                              ops=(RemoveFile(paths.code(app)),)))
+    elif host.is_dir(paths.code(app)):  # the layout before releases
+        folders.append(Change(f"code:{app}", Action.REMOVE, f"remove {paths.code(app)}",
+                              ops=(RemoveTree(paths.code(app)),)))
+    for folder, rid in ((paths.app_state_dir(app), "state-dir"), (paths.releases_root(app), "releases"),
+                        (paths.release_records(app), "release-records"), (paths.config_dir(app), "files")):
         if host.is_dir(folder):
             folders.append(Change(f"{rid}:{app}", Action.REMOVE, f"remove {folder}", ops=(RemoveTree(folder),)))
     steps.append(Step(f"user:{app}", folders))

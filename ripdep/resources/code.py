@@ -1,24 +1,23 @@
-"""code:NAME — the app's code copied from the manifest's source folder to /srv/ripdep/NAME.
+"""code:NAME — the app's release: its code from the manifest's source folder, as an immutable tree
+that /srv/ripdep/NAME links to (ripdep/releases.py has the layout).
 
 Owned by root with group NAME and no write bit for anyone but root: the app can read and execute its
-code, not change it; other apps cannot enter. "Changed" means the content hash of the source differs
-from the one recorded in the copy's marker file. The copy is built beside the live folder and
-swapped in by rename, so a crash leaves either the old or the new tree (and leftovers a rerun removes).
+code, not change it; other apps cannot enter. "Changed" means the source's content hash or the
+manifest differs from the live release's. A tree is built under a temporary name and renamed, and the
+link is switched with one rename, so a crash leaves the old release or the new one live.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from ripdep.context import Context
 from ripdep.errors import BadInput, Conflict
-from ripdep.host import fs
 from ripdep.render import MARKER
-from ripdep.resources import Action, Change, InstallCode, Step
+from ripdep.resources import (Action, Change, InstallTree, LiveRecord, Record, ReleasePhase, RemoveFile, RemoveTrees, Step,
+                              SwitchCode, WriteFile)
 
 MARKER_FILE = ".ripdep-managed"
 SKIP = {".git", "__pycache__", MARKER_FILE}
@@ -58,63 +57,8 @@ def check_public_dir(st: os.stat_result, rel: Path) -> None:
                        f"(mode {st.st_mode & 0o7777:04o})", hint="chmod o+rx it, or keep it out of the source folder")
 
 
-def hash_tree(source: Path) -> str:
-    h = hashlib.sha256()
-    for rel, st in walk(source):
-        full = source / rel
-        h.update(str(rel).encode() + b"\0")
-        if stat.S_ISLNK(st.st_mode):
-            h.update(b"L" + os.readlink(full).encode())
-        elif stat.S_ISDIR(st.st_mode):
-            check_public_dir(st, rel)
-            h.update(b"D")
-        elif stat.S_ISREG(st.st_mode):
-            h.update(b"X" if st.st_mode & 0o111 else b"F")
-            with os.fdopen(open_public(full, rel), "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def marker_text(app: str, digest: str) -> str:
     return f"{MARKER.format(app=app)}\nsha256 {digest}\n"
-
-
-def copy_tree(source: Path, dest: Path, gid: int, app: str, digest: str) -> None:
-    os.mkdir(dest, 0o750)
-    os.chown(dest, 0, gid)
-    for rel, st in walk(source):
-        src, dst = source / rel, dest / rel
-        if stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(src), dst)
-            os.lchown(dst, 0, gid)
-        elif stat.S_ISDIR(st.st_mode):
-            os.mkdir(dst, 0o750)
-            os.chown(dst, 0, gid)
-            os.chmod(dst, 0o750)
-        elif stat.S_ISREG(st.st_mode):
-            with os.fdopen(open_public(src, rel), "rb") as fin, open(dst, "xb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-            os.chown(dst, 0, gid)
-            os.chmod(dst, 0o750 if st.st_mode & 0o111 else 0o640)
-    fs.write_file(dest / MARKER_FILE, marker_text(app, digest).encode(), mode=0o640, gid=gid)
-
-
-def install(paths, app: str, source: Path, digest: str) -> None:
-    import grp
-
-    root = paths.code_root
-    live, new, old = root / app, root / f".{app}.new", root / f".{app}.old"
-    fs.ensure_dir(root, mode=0o755)
-    for leftover in (new, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    copy_tree(source, new, grp.getgrnam(app).gr_gid, app, digest)
-    if live.exists():
-        os.rename(live, old)
-    os.rename(new, live)
-    fs.fsync_dir(root)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_marker(host, live: Path) -> str | None:
@@ -122,25 +66,93 @@ def read_marker(host, live: Path) -> str | None:
     return content.decode(errors="replace") if content is not None else None
 
 
-def diff_code(app: str, live_exists: bool, marker: str | None, digest: str) -> list[Change]:
-    rid = f"code:{app}"
-    if not live_exists:
-        return [Change(rid, Action.CREATE, f"copy code to /srv/ripdep/{app}")]
-    if marker is None or not marker.startswith(MARKER.format(app=app) + "\n"):
-        raise Conflict(f"/srv/ripdep/{app} exists and was not written by ripdep")
-    if marker != marker_text(app, digest):
-        return [Change(rid, Action.UPDATE, f"copy changed code to /srv/ripdep/{app}")]
-    return []
-
-
 def plan(ctx: Context) -> Step:
-    source, host = ctx.spec.source, ctx.host
+    """The release the manifest asks for: the live one when neither the code (the source's content)
+    nor the manifest changed, else a new one (its tree built now; the switch comes after the unit,
+    the release phase and before the restart: engine.plan_all). A rollback (ctx.pin) asks for an
+    existing release instead of the source."""
+    from ripdep import releases
+
+    source, host, paths, app = ctx.spec.source, ctx.host, ctx.paths, ctx.app
+    rid = f"code:{app}"
+    records = releases.read_records(host, paths, app)
+    ctx.releases = records
+    live = next((r for r in records if r.id == ctx.state.release), None)
+    link = host.read_link(paths.code(app)) or ""
+    live_tree = link.split("/", 1)[1] if link.startswith(f"{paths.releases_root(app).name}/") else None
+    if live_tree is None and host.is_dir(paths.code(app)) and not host.is_link(paths.code(app)):
+        if read_marker(host, paths.code(app)) is None:  # the layout before releases carries this marker
+            raise Conflict(f"{paths.code(app)} exists and was not written by ripdep")
+    if ctx.pin is None and ctx.state.pinned and not ctx.manifest_given and live is not None:
+        ctx.pin = live  # a rollback chose it: only a deploy that installs a manifest moves on
+    if ctx.pin is not None:
+        ctx.code_hash = ctx.pin.code_hash
+        if live is not None and live.id == ctx.pin.id and live_tree == ctx.pin.tree:
+            pinned = " (pinned by a rollback: deploy --manifest to release the source)" if ctx.state.pinned else ""
+            return Step(rid, [], f"release {live.id}{pinned}")
+        ctx.pending = ctx.pin
+        return Step(rid, [], f"back to release {ctx.pin.id}")
     if not host.is_dir(source):
         raise BadInput(f"manifest key 'source': {source} is not a folder")
-    digest = host.hash_tree(source)
-    live = ctx.paths.code(ctx.app)
-    changes = diff_code(ctx.app, host.is_dir(live), read_marker(host, live), digest)
-    for c in changes:
-        c.then(InstallCode(ctx.app, source, digest))
-    ctx.code_hash = digest
-    return Step(f"code:{ctx.app}", changes, f"sha256 {digest[:12]}")
+    scanned = host.scan_source(source, paths.release_records(app) / releases.INDEX)
+    ctx.code_hash, ctx.scan = scanned.digest, scanned
+    wanted = releases.manifest_hash(ctx.spec)
+    if live is not None and live.tree == live_tree and (live.code_hash, live.manifest_hash) == (scanned.digest, wanted):
+        return Step(rid, [], f"release {live.id}, sha256 {scanned.digest[:12]}")
+    # an earlier run that stopped before its switch left this release: finish it (its release
+    # phase is not run twice)
+    pending = next((r for r in reversed(records) if r.outcome == "pending" and r.code_hash == scanned.digest
+                    and r.manifest_hash == wanted), None)
+    stamp = releases.stamp()
+    same_code = next((r for r in ([live] if live else []) + records[::-1]
+                      if r.code_hash == scanned.digest and host.is_dir(paths.releases_root(app) / r.tree)), None)
+    tree = pending.tree if pending else same_code.tree if same_code else releases.tree_name(stamp, scanned.digest)
+    what = [w for w, same in (("code", live is not None and live.code_hash == scanned.digest),
+                              ("manifest", live is not None and live.manifest_hash == wanted)) if not same]
+    release = pending or releases.Release(
+        id=releases.release_id(stamp, scanned.digest, wanted), tree=tree, code_hash=scanned.digest,
+        manifest_hash=wanted, created=stamp, manifest=ctx.manifest_text, changed=", ".join(what) or "code, manifest")
+    ctx.pending = release
+    ops: list = []
+    if not host.is_dir(paths.releases_root(app) / tree):
+        ops.append(InstallTree(app, tree, source, scanned, live_tree))
+    ops.append(releases.write_record_op(paths, app, release))
+    ops.append(WriteFile(paths.release_records(app) / releases.INDEX, releases.index_bytes(scanned), 0o600,
+                         dirs=((paths.release_records(app).parent, 0o700), (paths.release_records(app), 0o700))))
+    detail = f"release {release.id}: {release.changed} changed" + ("" if ops[0].__class__ is InstallTree
+                                                                     else f" (code tree {tree} kept)")
+    return Step(rid, [Change(rid, Action.CREATE, detail, ops=tuple(ops))], f"sha256 {scanned.digest[:12]}")
+
+
+def plan_switch(ctx: Context) -> Step:
+    """After the units: the release phase (once per release), then the switch of the code link, the
+    records (the new one live, the one before superseded) and the pruning of old releases."""
+    from dataclasses import replace
+
+    from ripdep import releases
+
+    app, paths, release = ctx.app, ctx.paths, ctx.pending
+    rid = f"release:{app}"
+    if release is None:
+        return Step(rid, [])
+    changes = []
+    if ctx.spec.release and not release.release_ran and ctx.pin is None:
+        changes.append(Change(rid, Action.RUN, f"release phase of {release.id}: {' '.join(ctx.spec.release)}"[:200],
+                              ops=(ReleasePhase(release.id),)))
+    records = [r for r in ctx.releases if r.id != release.id] + [release]
+    records.sort(key=lambda r: r.id)
+    ops: list = [SwitchCode(app, release.tree)]
+    for r in ctx.releases:
+        if r.id != release.id and r.outcome == "live":
+            ops.append(releases.write_record_op(paths, app, replace(r, outcome="superseded")))
+    ops += [LiveRecord(release.id), Record.of(release=release.id, pinned=ctx.pin is not None)]
+    keep = ctx.spec.releases.keep or ctx.settings.releases_keep
+    gone = releases.to_prune(records, keep, release.id)
+    kept_trees = {r.tree for r in records if r not in gone}
+    ops += [RemoveFile(paths.release_records(app) / f"{r.id}.toml") for r in gone]
+    trees = sorted({r.tree for r in gone} - kept_trees)
+    if trees:
+        ops.append(RemoveTrees(app, tuple(trees)))
+    changes.append(Change(f"code:{app}", Action.SWITCH, f"switch {paths.code(app)} to release {release.id}",
+                          ops=tuple(ops)))
+    return Step(rid, changes, f"release {release.id}")

@@ -21,11 +21,13 @@ def installed_text(manifest_file: Path, raw: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def plan(host, app: str, manifest_file: Path | None, paths: Paths) -> Step:
+def plan(host, app: str, manifest_file: Path | None, paths: Paths) -> tuple[Step, str]:
+    """The step, and the manifest's text as installed (kept in the release record)."""
     rid = f"manifest:{app}"
     if manifest_file is None:
-        return Step(rid, [], str(paths.manifest(app)))
+        content = host.read_file(paths.manifest(app)).content or b""
+        return Step(rid, [], str(paths.manifest(app))), content.decode(errors="replace")
     text = installed_text(manifest_file, manifest_file.read_text())
     want = DesiredFile(paths.manifest(app), text.encode(), 0o640,
                        dirs=((paths.manifests.parent, 0o755), (paths.manifests, 0o750)))
-    return Step(rid, plan_file(host, rid, want), str(paths.manifest(app)))
+    return Step(rid, plan_file(host, rid, want), str(paths.manifest(app))), text

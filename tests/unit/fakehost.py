@@ -43,8 +43,9 @@ class FakeHost:
         self.drop_writes: set[Path] = set()  # writes that silently do not take
         self.fail_at: int | None = None  # the Nth mutation raises OSError (a crash mid-apply)
         self.root = True
-        self.healthy = True  # False: the app answers its health check with 502
+        self.healthy = True  # False: the app answers its health check with 502; or a function of this host
         self.journal: dict[str, list[str]] = {}  # unit -> its journal lines
+        self.trees_built: list[str] = []
 
     def _mutate(self, what: str) -> None:
         if self.fail_at is not None and len(self.mutations) + 1 >= self.fail_at:
@@ -206,17 +207,29 @@ class FakeHost:
         self._mutate("caddy reload")
 
     # code, network, health
-    def hash_tree(self, source: Path) -> str:
-        from ripdep.resources.code import hash_tree
+    # releases: the source is a real folder the test made; trees and the code link are in memory
+    def scan_source(self, source: Path, index: Path):
+        from ripdep.releases import scan
 
-        return hash_tree(source)
+        return scan(source, {})
 
-    def install_code(self, paths, app: str, source: Path, digest: str) -> None:
-        from ripdep.resources.code import MARKER_FILE, marker_text
+    def read_link(self, path: Path) -> str | None:
+        target = self.links.get(path)
+        return None if target is None else str(target)
 
-        self._mutate(f"install code {app}")
-        self.dirs.add(paths.code(app))
-        self.files[paths.code(app) / MARKER_FILE] = FileState(marker_text(app, digest).encode(), 0o640)
+    def install_tree(self, paths, app: str, tree: str, source: Path, scan, link_from) -> None:
+        self._mutate(f"install tree {app}/{tree}")
+        self.dirs.add(paths.releases_root(app) / tree)
+        self.trees_built.append(tree)
+
+    def switch_code(self, paths, app: str, tree: str) -> None:
+        self._mutate(f"switch {app} to {tree}")
+        self.links[paths.code(app)] = Path(f"{paths.releases_root(app).name}/{tree}")
+
+    def remove_trees(self, paths, app: str, trees: list[str]) -> None:
+        for tree in trees:
+            self._mutate(f"remove tree {app}/{tree}")
+            self.dirs.discard(paths.releases_root(app) / tree)
 
     def list_dir(self, path: Path) -> list[str] | None:
         return [p.name for p in self.files if p.parent == path] if path in self.dirs else None
@@ -226,7 +239,8 @@ class FakeHost:
 
     def probe(self, url, target, path, host_header, deadline, gave_up, check=None) -> Probe:
         app_units = [u for u in self.units if u.startswith("ripdep-") and u.endswith(".service") and ".proxy" not in u]
-        ok = self.healthy and any(self.units[u] == "active" for u in app_units)
+        healthy = self.healthy(self) if callable(self.healthy) else self.healthy
+        ok = healthy and any(self.units[u] == "active" for u in app_units)
         return Probe(url, ok=ok, status=200 if ok else 502, attempts=1)
 
     # ripdep's records

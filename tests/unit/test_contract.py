@@ -159,6 +159,8 @@ SUCCESSES = [
     Case("backup list", ["backup", "list", "hello"], setup=[installed], data={"backups": []}),
     Case("restore", ["restore", "hello", "20260101T000000Z", "--yes"], setup=[stub("ripdep.dataops.restore_app", ran())]),
     Case("destroy", ["destroy", "hello", "--yes"], setup=[stub("ripdep.dataops.destroy_app", ran())]),
+    Case("releases", ["releases", "hello"], setup=[stub("ripdep.rollback.list_releases", [])], data={"releases": []}),
+    Case("rollback", ["rollback", "hello"], setup=[stub("ripdep.rollback.rollback", ran())]),
 ]
 
 FAILURES = [
@@ -184,6 +186,8 @@ FAILURES = [
     Case("backup list", ["backup", "list", "Bad;Name"], "bad_input"),
     Case("restore", ["restore", "hello", "20260101T000000Z", "--yes"], "precondition"),
     Case("destroy", ["destroy", "hello", "--yes"], "precondition"),
+    Case("releases", ["releases", "Bad;Name"], "bad_input"),
+    Case("rollback", ["rollback", "hello"], "precondition"),
 ]
 
 

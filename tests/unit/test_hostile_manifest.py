@@ -51,7 +51,8 @@ HOSTILE = [
 
 # tables and their sub-keys; a key added to the manifest without a row here fails test_every_key_is_covered
 TABLES = {"route": spec.ROUTE_KEYS, "limits": spec.LIMIT_KEYS, "backup": spec.BACKUP_KEYS,
-          "network": getattr(spec, "NETWORK_KEYS", set()), "health": spec.HEALTH_KEYS}
+          "network": getattr(spec, "NETWORK_KEYS", set()), "health": spec.HEALTH_KEYS,
+          "releases": spec.RELEASES_KEYS}
 FREE_TABLES = {"env", "secrets", "files", "processes", "cron"}  # keys chosen by the operator
 SCALARS = spec.TOP_KEYS - set(TABLES) - FREE_TABLES | {"health"}  # health = "/path" or a [health] table
 # the types each key takes: any other type must be refused
@@ -60,7 +61,8 @@ TYPES = {"source": str, "start": (str, list), "health": (str, dict), "database":
          "network": dict, "env": dict, "secrets": dict, "route.path": str, "route.host": str, "route.tls": bool,
          "limits.memory": str, "limits.cpu": str, "limits.tasks": int, "backup.schedule": str, "backup.keep": int,
          "network.egress": list, "files": dict, "processes": dict, "cron": dict, "health.path": str, "health.method": str, "health.body": str,
-         "health.headers": dict, "health.status": int, "health.contains": str}
+         "health.headers": dict, "health.status": int, "health.contains": str, "release": (str, list),
+         "releases": dict, "releases.keep": int, "releases.watch": int}
 KEYS = sorted(spec.TOP_KEYS) + sorted(f"{t}.{k}" for t in TABLES if t in spec.TOP_KEYS for k in TABLES[t])
 
 
@@ -197,7 +199,7 @@ def test_wrong_types_are_refused(key):
     assert not accepted, f"{key} accepted values of the wrong type: {accepted}"
 
 
-LISTS = {"start": str, "secrets_from": str, "network.egress": str}  # list keys and the type of their items
+LISTS = {"start": str, "secrets_from": str, "network.egress": str, "release": str}  # list keys and the type of their items
 
 
 @pytest.mark.parametrize("key", [k for k in LISTS if k in KEYS])

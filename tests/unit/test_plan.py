@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from ripdep import hostinit
-from ripdep.errors import Conflict, PreconditionFailed
+from ripdep.errors import BadInput, Conflict, PreconditionFailed
 from ripdep.host.fs import FileState
 from ripdep.host.postgres import DatabaseState, RoleState
 from ripdep.host.systemd import UnitState
 from ripdep.host.users import NOLOGIN, UserState
 from ripdep.paths import Paths
-from ripdep.resources import code, database, service, user
+from ripdep.resources import database, service, user
 from ripdep.resources.file import DesiredFile, diff_file
 from ripdep.resources.port import pick_port
 
@@ -96,21 +96,41 @@ def test_file_diff_shows_masked_content_only():
 
 
 # --- code ---
-def test_code_hash_and_diff(tmp_path):
+def test_code_scan_ignores_vcs_sees_modes_and_rehashes_only_what_changed(tmp_path, monkeypatch):
+    from ripdep import releases
+
     (tmp_path / "a.py").write_text("print(1)\n")
+    (tmp_path / "b.py").write_text("print(2)\n")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x").write_text("ignored")
-    h1 = code.hash_tree(tmp_path)
+    first = releases.scan(tmp_path, {})
     (tmp_path / ".git" / "x").write_text("still ignored")
-    assert code.hash_tree(tmp_path) == h1
+    assert releases.scan(tmp_path, first.index).digest == first.digest
     (tmp_path / "a.py").chmod(0o755)
-    h2 = code.hash_tree(tmp_path)
-    assert h2 != h1
-    assert actions(code.diff_code("hello", False, None, h2)) == ["create"]
-    assert code.diff_code("hello", True, code.marker_text("hello", h2), h2) == []
-    assert actions(code.diff_code("hello", True, code.marker_text("hello", h1), h2)) == ["update"]
-    with pytest.raises(Conflict):
-        code.diff_code("hello", True, None, h2)
+    moded = releases.scan(tmp_path, first.index)
+    assert moded.digest != first.digest
+    hashed = []
+    real = releases.hash_file
+    monkeypatch.setattr(releases, "hash_file", lambda fd: hashed.append(fd) or real(fd))
+    again = releases.scan(tmp_path, moded.index)
+    assert hashed == [] and again.digest == moded.digest  # nothing changed in size, mtime, inode or ctime: the index answers
+    (tmp_path / "b.py").write_text("print(3)\n")
+    releases.scan(tmp_path, again.index)
+    assert len(hashed) == 1
+    (tmp_path / "c.py").write_text("x")
+    (tmp_path / "c.py").chmod(0o600)  # root-only: refused even though nothing else changed
+    with pytest.raises(BadInput, match="not readable by every user"):
+        releases.scan(tmp_path, again.index)
+
+
+def test_pruning_keeps_the_newest_the_live_and_the_previous_release():
+    from ripdep.releases import Release, to_prune
+
+    records = [Release(f"2026010{i}T000000Z-x", f"t{i}", "c", "m", "", outcome="superseded") for i in range(1, 8)]
+    records[1] = Release("20260102T000000Z-x", "t2", "c", "m", "", outcome="live")  # rolled back to
+    gone = {r.id for r in to_prune(records, 3, "20260102T000000Z-x")}
+    # live (2) and the one before it (1) stay, with the newest (7): three kept
+    assert gone == {f"2026010{i}T000000Z-x" for i in (3, 4, 5, 6)}
 
 
 # --- service reactions ---

@@ -190,7 +190,8 @@ def test_a_4xx_is_a_wrong_health_check_and_a_wrong_port_is_said_so():
 def world(tmp_path):
     paths = Paths(tmp_path / "root")
     paths.host_config.parent.mkdir(parents=True)
-    paths.host_config.write_text(DEFAULT_TEXT)
+    # no watch window after a switch: these runs are not about releases (test_releases.py is)
+    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
     source = tmp_path / "src"
     (source / "deploy").mkdir(parents=True)
     (source / "app.py").write_text("print('hello')\n")
