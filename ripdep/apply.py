@@ -52,7 +52,7 @@ def apply_op(op, ctx) -> None:
         case Systemctl():
             host.systemctl(*op.args, quiet=op.quiet)
         case Sql():
-            host.sql(op.statements, transaction=op.transaction)
+            host.sql(op.statements, transaction=op.transaction, variables=op.variables)
         case CreateUser():
             host.create_user(op.name, gecos=op.gecos, home=op.home)
         case ModifyUser():

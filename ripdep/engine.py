@@ -20,8 +20,8 @@ from ripdep.errors import ApplyFailed, HealthCheckFailed, PreconditionFailed, Ri
 from ripdep.host import Host, http
 from ripdep.hostconfig import load_host_config
 from ripdep.paths import PATHS, Paths
-from ripdep.resources import (Action, Change, Record, Step, absent, code, database, envfile, files, manifest, port,
-                              processes, proxy, route, schedule, service, unit, user)
+from ripdep.resources import (Action, Change, Record, Step, code, database, envfile, files, manifest, port, processes,
+                              proxy, route, schedule, service, unit, user)
 from ripdep.spec import AppSpec, load_manifest
 from ripdep.state import AppState
 
@@ -343,6 +343,8 @@ def remove(app: str, *, check: bool = False, paths: Paths = PATHS, progress=lamb
     """destroy: desired = absent, through the same plan, dispatcher and confirmation as a deploy.
     `guard(check)` runs under the app's lock before anything is planned (destroy's backup rule) and
     returns steps to show (which backup is kept); it raises to refuse."""
+    from ripdep.resources import absent  # only destroy needs it (~10 ms of every deploy's imports)
+
     names.check_app_name(app)
     host = host or Host()
     host.require_root()

@@ -131,8 +131,7 @@ class Host:
         with tempfile.TemporaryDirectory(prefix="ripdep-verify.") as tmp:
             path = Path(tmp) / name
             path.write_text(text)
-            problems = systemd.verify_unit(str(path))
-            return problems, None if problems else systemd.security_score(str(path))
+            return systemd.verify_and_score(str(path))
 
     def journal_tail(self, unit: str, lines: int = 20) -> list[str]:
         from ripdep.host import systemd
@@ -180,7 +179,14 @@ class Host:
 
         return locale_known(locale)
 
-    def sql(self, statements, *, transaction: bool) -> None:
+    def sql(self, statements, *, transaction: bool, variables: tuple = ()) -> None:
+        """psycopg.sql statements over the run's connection, or plain text with psql variables
+        (Sql.variables) through one psql process, without importing psycopg."""
+        if statements and all(isinstance(s, str) for s in statements):
+            from ripdep.host.postgres import psql_script
+
+            psql_script(tuple(statements), variables, transaction=transaction)
+            return
         if transaction:
             with self.pg.conn.transaction():
                 for s in statements:

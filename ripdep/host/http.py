@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass, field
 
 
+FIRST_DELAY = 0.02
+
+
 @dataclass
 class Probe:
     url: str
@@ -95,7 +98,7 @@ def probe(url: str, port: int | str, path: str, host_header: str | None, deadlin
         check = Health(path)
     result = Probe(url)
     start = time.monotonic()
-    delay = 0.05
+    delay = FIRST_DELAY
     while True:
         result.attempts += 1
         t0 = time.monotonic()
@@ -116,4 +119,6 @@ def probe(url: str, port: int | str, path: str, host_header: str | None, deadlin
             result.error = f"{result.error or f'HTTP {result.status}'}; {reason}"
             return result
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+        # every 20 ms while a freshly started app comes up (most answer within a second), then
+        # backing off: the wait ends at most 20 ms after the app first answers
+        delay = FIRST_DELAY if result.seconds < 1.0 else min(delay * 1.5, 0.5)

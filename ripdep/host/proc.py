@@ -46,3 +46,30 @@ def run(argv: list[str], *, check: bool = True, input: str | None = None, timeou
             details=[line for line in proc.stderr.strip().splitlines()[-20:]],
         )
     return result
+
+
+def run_together(argvs: list[list[str]], *, timeout: float = 120, error=ApplyFailed) -> list[Result]:
+    """Several independent commands started at once and waited for together (what `run` does for
+    one, with check=False): checks that do not depend on each other overlap instead of adding up."""
+    procs = []
+    try:
+        for argv in argvs:
+            try:
+                procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True, env=dict(CLEAN_ENV)))
+            except FileNotFoundError:
+                raise error(f"command not found: {argv[0]}",
+                            hint="run sudo ./install.sh to install what ripdep needs") from None
+        results = []
+        for argv, proc in zip(argvs, procs, strict=True):
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise error(f"command timed out after {timeout:.0f}s: {shlex.join(argv)}") from None
+            results.append(Result(argv, proc.returncode, out, err))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -41,13 +41,42 @@ def require_systemd() -> None:
         )
 
 
+def dbuslib():
+    """pystemd's low-level bus module, without running pystemd's package __init__: that imports its
+    whole object layer and lxml (8-55 ms), none of which ripdep uses. The package is stood in for
+    while dbuslib and its two helpers load, then taken out again, so a later `import pystemd` still
+    gets the real package."""
+    import sys
+
+    lib = sys.modules.get("pystemd.dbuslib")
+    if lib is not None:
+        return lib
+    if "pystemd" in sys.modules:
+        import pystemd.dbuslib
+
+        return pystemd.dbuslib
+    import types
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("pystemd")
+    if spec is None or not spec.submodule_search_locations:
+        raise PreconditionFailed("pystemd is not installed", hint="reinstall ripdep: sudo ./install.sh")
+    stand_in = types.ModuleType("pystemd")
+    stand_in.__path__ = list(spec.submodule_search_locations)
+    sys.modules["pystemd"] = stand_in
+    try:
+        import pystemd.dbuslib
+    finally:
+        if sys.modules.get("pystemd") is stand_in:
+            del sys.modules["pystemd"]
+    return sys.modules["pystemd.dbuslib"]
+
+
 class Bus:
     """One connection to the system bus for a whole run."""
 
     def __init__(self):
-        from pystemd.dbuslib import DBus  # imported here: only commands that talk to systemd pay
-
-        self._bus = DBus()
+        self._bus = dbuslib().DBus()  # imported here: only commands that talk to systemd pay
         try:
             self._bus.open()
         except Exception as e:  # pystemd raises its own DBus errors without a common base
@@ -58,25 +87,21 @@ class Bus:
         self._bus.close()
 
     def _get(self, path: bytes, interface: bytes, prop: bytes):
-        from pystemd.dbuslib import apply_signature
-
+        apply_signature = dbuslib().apply_signature
         reply = self._bus.call_method(SYSTEMD, path, b"org.freedesktop.DBus.Properties", b"Get",
                                       apply_signature(b"ss", [interface, prop]))
         return reply.body
 
     def active_state(self, name: str) -> str:
         """Only ActiveState: one Get (~0.2 ms) where read_unit makes six or more."""
-        from pystemd.dbuslib import path_encode
-
+        path_encode = dbuslib().path_encode
         return self._get(path_encode(UNIT_PREFIX, name.encode()), b"org.freedesktop.systemd1.Unit",
                          b"ActiveState").decode()
 
     def read_unit(self, name: str, *, with_file_state: bool = True) -> UnitState:
         """Only the properties ripdep uses, one `Get` each: ~0.2 ms apiece, where one `GetAll` of
         the Service interface (hundreds of properties) costs ~2.4 ms."""
-        from pystemd.dbuslib import path_encode
-
-        path = path_encode(UNIT_PREFIX, name.encode())
+        path = dbuslib().path_encode(UNIT_PREFIX, name.encode())
 
         def unit(prop: bytes):
             return self._get(path, b"org.freedesktop.systemd1.Unit", prop)
@@ -138,20 +163,32 @@ def run_systemctl_quiet(*args: str) -> None:
     run(["systemctl", *args], check=False)
 
 
-def verify_unit(path: str) -> list[str]:
+VERIFY = ["systemd-analyze", "verify"]
+SECURITY = ["systemd-analyze", "security", "--offline=true", "--no-pager"]
+
+
+def verify_problems(result) -> list[str]:
     """`systemd-analyze verify`: any stderr counts as a failure (an unknown key only warns)."""
-    result = run(["systemd-analyze", "verify", path], check=False)
     return [line for line in (result.stderr + (result.stdout if result.returncode else "")).splitlines() if line.strip()]
 
 
-def security_score(path: str) -> float:
-    """Exposure score (0 best .. 10 worst) of a unit file, computed offline by systemd-analyze."""
-    result = run(["systemd-analyze", "security", "--offline=true", "--no-pager", path], check=False)
+def exposure(result) -> float:
+    """Exposure score (0 best .. 10 worst) from `systemd-analyze security --offline=true`."""
     # "→ Overall exposure level for x.service: 1.1 OK :-}" (the face differs with the locale)
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     if match:
         return float(match.group(1))
     raise RuntimeError(f"systemd-analyze security printed no score: {result.stderr.strip()[:300]}")
+
+
+def verify_and_score(path: str) -> tuple[list[str], float | None]:
+    """Both checks of a candidate unit at once (two processes side by side, ~40 ms saved on a
+    deploy that writes a unit); the score counts only when verify found nothing."""
+    from ripdep.host.proc import run_together
+
+    verified, scored = run_together([[*VERIFY, path], [*SECURITY, path]])
+    problems = verify_problems(verified)
+    return problems, None if problems else exposure(scored)
 
 
 def journal_tail(unit: str, lines: int = 20) -> list[str]:

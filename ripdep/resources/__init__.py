@@ -84,8 +84,9 @@ class Systemctl(NamedTuple):
 
 
 class Sql(NamedTuple):
-    statements: tuple = ()  # psycopg.sql objects
+    statements: tuple = ()  # psycopg.sql objects, or text with psql variables (:"app", :'marker')
     transaction: bool = False
+    variables: tuple[tuple[str, str], ...] = ()  # psql variables of text statements (never secrets)
 
 
 class RemoveTree(NamedTuple):

@@ -50,18 +50,17 @@ def diff_database(app: str, current: DatabaseState | None, locale: str | None = 
     return []
 
 
-def _role_sql(app: str, create: bool, other_groups: tuple[str, ...] = ()):
-    from psycopg import sql
-
-    role = sql.Identifier(app)
+def _role_sql(app: str, create: bool, other_groups: tuple[str, ...] = ()) -> Sql:
+    """Text for one psql process, values as psql variables (quoted by psql): a deploy that creates
+    the role does not import psycopg (~120 ms with its connection)."""
     attrs = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
     verb = "CREATE" if create else "ALTER"
-    return [
-        sql.SQL(f"{verb} ROLE {{}} {attrs}").format(role),
-        sql.SQL("GRANT {} TO {}").format(sql.Identifier(APPS_GROUP), role),
-        *(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(g), role) for g in other_groups),
-        sql.SQL("COMMENT ON ROLE {} IS {}").format(role, sql.Literal(marker(app))),
-    ]
+    statements = (f'{verb} ROLE :"app" {attrs}', 'GRANT :"apps_group" TO :"app"',
+                  *(f'REVOKE :"group{i}" FROM :"app"' for i in range(len(other_groups))),
+                  "COMMENT ON ROLE :\"app\" IS :'marker'")
+    variables = (("app", app), ("apps_group", APPS_GROUP), *((f"group{i}", g) for i, g in enumerate(other_groups)),
+                 ("marker", marker(app)))
+    return Sql(statements, transaction=True, variables=variables)  # the role never exists without its marker
 
 
 def create_database_sql(name: str, owner: str, locale: str | None, template0: bool = False):
@@ -90,6 +89,16 @@ def _database_sql(app: str, create: bool, locale: str | None = None):
     ]
 
 
+def _database_script(app: str, create: bool, locale: str | None = None) -> Sql:
+    """What _database_sql does, as text for one psql process (see _role_sql)."""
+    first = 'CREATE DATABASE :"app" OWNER :"app"' + (" TEMPLATE template0 LOCALE :'locale'" if locale else "") \
+        if create else 'ALTER DATABASE :"app" OWNER TO :"app"'
+    statements = (first, "COMMENT ON DATABASE :\"app\" IS :'marker'", 'REVOKE ALL ON DATABASE :"app" FROM PUBLIC',
+                  'GRANT CONNECT, TEMPORARY ON DATABASE :"app" TO :"app"')
+    variables = (("app", app), ("marker", marker(app)), *((("locale", locale),) if locale else ()))
+    return Sql(statements, variables=variables)
+
+
 def plan(ctx: Context) -> list[Step]:
     if not ctx.spec.database:
         return []
@@ -101,11 +110,10 @@ def plan(ctx: Context) -> list[Step]:
                        hint="pick one of `locale -a` that the cluster imported (SELECT collcollate FROM pg_collation)")
     role_changes = diff_role(app, role)
     for c in role_changes:
-        # one transaction: the role never exists without its marker
-        c.then(Sql(tuple(_role_sql(app, c.action == "create", role.other_groups if role else ())), transaction=True))
+        c.then(_role_sql(app, c.action == "create", role.other_groups if role else ()))
     db_changes = diff_database(app, db, locale)
     for c in db_changes:
         # CREATE DATABASE cannot run in a transaction: the marker follows at once, and diff_database
         # recognises an unmarked database owned by our role after a crash in between
-        c.then(Sql(tuple(_database_sql(app, c.action == "create", locale))))
+        c.then(_database_script(app, c.action == "create", locale))
     return [Step(f"role:{app}", role_changes), Step(f"database:{app}", db_changes)]

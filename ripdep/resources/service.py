@@ -43,7 +43,11 @@ def diff_service(unit: str, desired: str, state: systemd.UnitState | None, unit_
     if running != enabled_link:
         changes.append(Change(rid, Action.ENABLE, f"enable {unit} (start at boot)") if running
                        else Change(rid, Action.DISABLE, f"disable {unit} (ripdep stop was recorded)"))
-    if unit_file_changes or (state is not None and state.need_daemon_reload) or changes:
+    # A unit systemd has never loaded (not-found, so no old text in memory) is read from disk when
+    # first started: systemd 252 retries loading a not-found unit once its unit folders changed
+    # (~150 ms of daemon-reload saved on a first deploy). Its wants link only matters at boot.
+    brand_new = state is not None and state.load_state == "not-found" and not state.need_daemon_reload
+    if (unit_file_changes or (state is not None and state.need_daemon_reload) or changes) and not brand_new:
         changes.append(Change(rid, Action.DAEMON_RELOAD, "reload systemd's unit files"))
     if not running:
         if state is not None and (is_active(state) or state.active_state == "failed"):

@@ -21,6 +21,14 @@ from ripdep.host.systemd import UnitState
 from ripdep.host.users import NOLOGIN, UserState
 
 
+def psql_text(statement: str, variables: dict[str, str]) -> str:
+    """A statement written with psql variables, as psql sends it (:"x" an identifier, :'x' a literal)."""
+    def sub(m):
+        value = variables[m[2]]
+        return '"' + value.replace('"', '""') + '"' if m[1] == '"' else "'" + value.replace("'", "''") + "'"
+    return re.sub(r":([\"'])(\w+)\1", sub, statement)
+
+
 class FakeHost:
     def __init__(self) -> None:
         self.files: dict[Path, FileState] = {}
@@ -170,8 +178,8 @@ class FakeHost:
     def locale_known(self, locale: str) -> bool:
         return locale in ("C", "C.UTF-8")
 
-    def sql(self, statements, *, transaction: bool) -> None:
-        texts = [statement.as_string(None) for statement in statements]
+    def sql(self, statements, *, transaction: bool, variables: tuple = ()) -> None:
+        texts = [psql_text(s, dict(variables)) if isinstance(s, str) else s.as_string(None) for s in statements]
         if transaction:  # all or nothing, as in PostgreSQL
             self._mutate(f"sql transaction {texts}")
         for text in texts:

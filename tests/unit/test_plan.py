@@ -139,7 +139,17 @@ def unit_state(active="active", need_reload=False, load="loaded"):
 
 
 def test_first_deploy_starts_once():
+    # a unit systemd never loaded is read from disk at its first start: no daemon-reload
     changes = service.diff_service("u", "running", unit_state("inactive", load="not-found"), True, False, "", "h")
+    assert actions(changes) == ["enable", "start"]
+
+
+def test_a_unit_systemd_has_loaded_is_reloaded_before_it_starts():
+    # loaded: systemd holds the old text (a stopped app, a unit left by an interrupted run)
+    changes = service.diff_service("u", "running", unit_state("inactive"), True, False, "", "h")
+    assert actions(changes) == ["enable", "daemon-reload", "start"]
+    changes = service.diff_service("u", "running", unit_state("inactive", need_reload=True, load="not-found"), True,
+                                   False, "", "h")
     assert actions(changes) == ["enable", "daemon-reload", "start"]
 
 
