@@ -47,6 +47,8 @@ class AppStatus:
     backup_size_bytes: int | None = None
     backup_error: str | None = None  # of the last run, when it failed
     role_drift: str | None = None  # what the app's PostgreSQL role gained beyond LOGIN in ripdep_apps
+    release: str | None = None  # the live release (ripdep releases APP)
+    release_previous: str | None = None  # the one a rollback goes back to
     processes: list = field(default_factory=list)  # [processes]: unit, state, restarts, memory
     jobs: list = field(default_factory=list)  # [cron]: job, timer, last_run, result, next_run
     ripdep_version: str | None = None  # the ripdep build whose deploy last converged the app's files
@@ -83,6 +85,12 @@ def collect(apps: list[str], paths: Paths = PATHS) -> list[AppStatus]:
         state = read_state(app, paths)
         if state is not None:
             row.desired, row.port, row.exposure = state.desired, state.port, state.exposure
+            row.release = state.release or None
+            if state.release:
+                from ripdep.releases import previous_good, read_records
+
+                before = previous_good(read_records(Host(), paths, app), state.release)
+                row.release_previous = before.id if before else None
             row.last_change = state.last_change or None
             row.ripdep_version = state.ripdep_version or None
         try:

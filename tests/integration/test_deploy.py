@@ -67,8 +67,12 @@ def test_files_modes_and_owners(ct, hello):
     assert stat("/etc/ripdep/env/hello.env") == "600 root:root"
     assert stat("/etc/ripdep/secrets/hello") == "700 root:root"
     assert stat("/etc/ripdep/secrets/hello/SECRET_KEY") == "600 root:root"
-    assert stat("/srv/ripdep/hello") == "750 root:hello"
+    # the code folder is a link (root's) to the live release's tree: root's, group hello, no write bit
+    assert ct.run("stat", "-c", "%F %U", "/srv/ripdep/hello", check=True).stdout.strip() == "symbolic link root"
+    assert stat("/srv/ripdep/hello/") == "750 root:hello"
     assert stat("/srv/ripdep/hello/app.py") == "640 root:hello"
+    assert stat("/srv/ripdep/hello.releases") == "711 root:root"  # other apps may pass, not list
+    assert stat("/var/lib/ripdep/releases/hello") == "700 root:root"
     assert stat("/var/lib/ripdep/apps/hello") == "750 hello:hello"
     assert stat("/var/lib/ripdep/state/hello.toml") == "600 root:root"
     passwd = ct.run("getent", "passwd", "hello", check=True).stdout.strip().split(":")

@@ -11,7 +11,8 @@ from conftest import PREFIX, manifest
 STATUS_KEYS = {"app", "desired", "active_state", "sub_state", "main_pid", "uptime_seconds", "restarts",
                "memory_bytes", "memory_max_bytes", "port", "url", "health", "health_status", "health_latency_ms",
                "health_error", "database_bytes", "exposure", "last_change", "backup_state", "backup_last",
-               "backup_age_seconds", "backup_size_bytes", "backup_error", "role_drift", "problem", "degraded"}
+               "backup_age_seconds", "backup_size_bytes", "backup_error", "role_drift", "problem", "degraded",
+               "release", "release_previous", "processes", "jobs", "ripdep_version", "outdated"}
 
 
 def status_json(ct, *apps, strict=False):

@@ -28,7 +28,7 @@ def world(tmp_path):
     """(paths, host, write_manifest): a host config on disk under tmp_path, everything else fake."""
     paths = Paths(tmp_path / "root")
     paths.host_config.parent.mkdir(parents=True)
-    # no watch window after a switch: these runs are not about releases (test_releases.py is)
+    # no watch window after a switch: these runs are not about releases (test_release_engine.py is)
     paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
     source = tmp_path / "src"
     source.mkdir()

@@ -30,3 +30,10 @@ def test_mypy_clean():
     proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(cache)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_test_modules_have_unique_names():
+    # pytest imports test modules by basename (rootdir-relative, no packages): two test_x.py in
+    # tests/unit and tests/integration make the whole run fail at collection
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
