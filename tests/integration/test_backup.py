@@ -285,3 +285,39 @@ def test_restore_refuses_a_hostile_foreign_backup_and_creates_nothing(ct):
     proc = ct.ripdep("restore", "intruder", path, "--yes", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ct.get_json("http://127.0.0.1/intruder/healthz") == {"ok": True}
+
+
+def no_trace_of(ct, app: str) -> None:
+    assert ct.run("getent", "passwd", app).returncode != 0
+    psql = ["runuser", "-u", "postgres", "--", "psql", "-XAtc"]
+    assert ct.run(*psql, f"select 1 from pg_roles where rolname = '{app}'").stdout.strip() == ""
+    assert ct.run(*psql, f"select 1 from pg_database where datname in ('{app}', 'ripdep_scratch')").stdout.strip() == ""
+    for path in (f"/etc/ripdep/apps/{app}.toml", f"/etc/ripdep/secrets/{app}", f"/etc/ripdep/env/{app}.env",
+                 f"/var/lib/ripdep/state/{app}.toml", f"/etc/systemd/system/ripdep-{app}.service",
+                 f"/etc/caddy/ripdep/paths/{app}.caddy", f"/srv/ripdep/{app}", f"/var/lib/ripdep/apps/{app}",
+                 f"/var/lib/ripdep/apps/.{app}.restore"):
+        assert ct.run("test", "-e", path).returncode != 0, path
+
+
+def test_a_restore_that_fails_after_creating_the_app_takes_it_back(ct):
+    app = App(ct, "donor2")
+    assert app.deploy(manifest())[0] == 0
+    code, doc = backup_json(ct, "donor2")
+    assert code == 0, doc
+    src = doc["data"]["backup"]["path"]
+    # a dump that does not restore: found only once the app's role restores it, after the app was created
+    path = forge(ct, src, "stray", "printf 'PGDMP garbage' > db.dump && printf s3cret > secrets/TOKEN")
+    proc = ct.ripdep("restore", "stray", path, "--yes", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 11 and doc["errors"][0]["code"] == "backup_invalid", doc
+    assert "app stray, created for this restore, was removed again" in doc["errors"][0]["details"]
+    assert doc["changed"] is False
+    no_trace_of(ct, "stray")
+    # a route another app holds: refused before the deploy applies anything; the secrets written first go too
+    path = forge(ct, src, "stray", "printf s3cret > secrets/TOKEN && printf '[route]\\npath = \"/donor2/\"\\n' >> manifest.toml")
+    proc = ct.ripdep("restore", "stray", path, "--yes", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode != 0 and doc["errors"][0]["code"] in ("conflict", "bad_input"), doc
+    assert "/donor2/" in doc["errors"][0]["message"]
+    no_trace_of(ct, "stray")
+    assert ct.get_json("http://127.0.0.1/donor2/healthz") == {"ok": True}  # the app it named still answers
