@@ -154,10 +154,11 @@ def _restore_new(app: str, folder: Path, paths: Paths, progress) -> engine.RunRe
                                   progress=progress, lock=False)
         step = _restore_parts(app, folder, paths)
     except Exception as e:
-        undone = _undo_create(app, paths, store if made_store else None)
+        gone, undone = _undo_create(app, paths, store if made_store else None)
         if isinstance(e, RipdepError):
             e.details = [*e.details, undone]
-            e.result = None  # what was created is gone again: nothing to report as changed
+            if gone:
+                e.result = None  # what was created is gone again: nothing to report as changed
         raise
     progress(step)
     result = engine.converge(app, verb=engine.Verb("running", "app"), paths=paths, progress=progress, lock=False)
@@ -169,16 +170,17 @@ def _restore_new(app: str, folder: Path, paths: Paths, progress) -> engine.RunRe
 CREATE_STOPPED = engine.Verb("stopped", "app")
 
 
-def _undo_create(app: str, paths: Paths, store: Path | None) -> str:
+def _undo_create(app: str, paths: Paths, store: Path | None) -> tuple[bool, str]:
+    """Take back what a restore created (whether that worked, and what to tell the operator)."""
     try:
         engine.remove(app, paths=paths, lock=False)
     except UnknownApp:  # refused before the deploy applied anything: only the secrets were written
         if store is not None:
             shutil.rmtree(store, ignore_errors=True)
-        return f"nothing of app {app} was left behind"
+        return True, f"nothing of app {app} was left behind"
     except Exception as e:  # the original failure is what the operator needs first
-        return f"removing the half-created app {app} failed too ({e}): ripdep destroy {app} --yes --backup"
-    return f"app {app}, created for this restore, was removed again"
+        return False, f"removing the half-created app {app} failed too ({e}): ripdep destroy {app} --yes --backup"
+    return True, f"app {app}, created for this restore, was removed again"
 
 
 def _merge_steps(steps: list[Step]) -> list[Step]:
