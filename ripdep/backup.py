@@ -32,7 +32,7 @@ from ripdep.host import fs, users
 from ripdep.host.postgres import SCRATCH_DB, SOCKET_DIR, Postgres, pg_tool, run_as
 from ripdep.hostconfig import HostConfig
 from ripdep.paths import PATHS, Paths
-from ripdep.spec import AppSpec
+from ripdep.spec import LOCALE, AppSpec
 
 SUMS = "SHA256SUMS"
 VERIFIED = "VERIFIED.toml"
@@ -220,9 +220,45 @@ def stage_state(tar_path: Path, app: str, paths: Paths, purpose: str) -> Path:
     return unpacked
 
 
-def check_contents(folder: Path, app: str) -> list[str]:
-    """Everything restore checks before it touches anything, cheap enough for every destroy:
-    checksums, whose backup this is, secret names, state.tar's member names."""
+def check_folder(folder: Path, owner: int = 0) -> list[str]:
+    """Whether the folder can be trusted to stay as checked until it is used: a backup given by path
+    may have been copied from another host by any means. Every entry must be owned by root, writable
+    by no one else, and a plain file or folder (no links, FIFOs or devices): otherwise another user
+    could change a file between its checksum and its restore."""
+    try:
+        if os.path.islink(folder):
+            return [f"{folder}: is a symbolic link"]
+        entries = [folder]
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise):
+            entries += [Path(dirpath, n) for n in dirnames + filenames]
+        problems = []
+        for path in entries:
+            st = os.lstat(path)
+            rel = str(path.relative_to(folder)) if path != folder else str(folder)
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{rel}: is a symbolic link")
+            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                problems.append(f"{rel}: is not a regular file or folder")
+            elif st.st_uid != owner:
+                problems.append(f"{rel}: is owned by uid {st.st_uid}, not root (chown -R root:root it)")
+            elif st.st_mode & 0o022:
+                problems.append(f"{rel}: is writable by group or others (chmod -R go-w it)")
+    except OSError as e:
+        return [f"{folder} cannot be read: {e.strerror or e}"]
+    return problems
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def check_contents(folder: Path, app: str, owner: int = 0) -> list[str]:
+    """Everything restore checks before it touches anything, cheap enough for every destroy: who can
+    write the folder, checksums, whose backup this is, its recorded facts, secret names and values,
+    state.tar's member names. A backup may come from another host: all of it is untrusted input."""
+    problems = check_folder(folder, owner)
+    if problems:
+        return problems
     problems = check_sums(folder)
     if problems:
         return problems
@@ -232,12 +268,52 @@ def check_contents(folder: Path, app: str) -> list[str]:
         return [f"backup.toml cannot be read: {e}"]
     if facts.get("app") != app:
         problems.append(f"this is a backup of app {facts.get('app')!r}, not of {app!r}")
+    locale = facts.get("database_locale") or ""
+    if not isinstance(locale, str) or (locale and not LOCALE.fullmatch(locale)):
+        problems.append(f"backup.toml: database_locale {locale!r} is not a locale name like C or en_US.UTF-8")
+    if facts.get("database") is True and not (folder / "db.dump").is_file():
+        problems.append("backup.toml says the app has a database, but db.dump is missing")
     for secret in sorted((folder / "secrets").iterdir()) if (folder / "secrets").is_dir() else []:
         try:
             names.check_env_key(secret.name, "secret file")
         except RipdepError as e:
             problems.append(e.message)
+            continue
+        problems += _secret_problems(secret)
     return problems + check_state_tar(folder / "state.tar")
+
+
+def _secret_problems(path: Path) -> list[str]:
+    """A secret's value must be one an environment can hold, as `ripdep secret set` requires."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return [f"secret {path.name}: the value is not valid UTF-8"]
+    if "\x00" in text:
+        return [f"secret {path.name}: the value contains a NUL character"]
+    if len(raw) > names.MAX_ENV_VALUE:
+        return [f"secret {path.name}: the value is {len(raw)} bytes, more than {names.MAX_ENV_VALUE}"]
+    return []
+
+
+def check_manifest(folder: Path, app: str) -> AppSpec:
+    """The backup's manifest, validated exactly as `deploy --manifest` validates a file, for a restore
+    that creates the app from it. Its `source` must be absolute (ripdep installs manifests so): a
+    relative one would name a folder beside the backup. Raises BackupInvalid naming the key."""
+    from ripdep.spec import load_manifest
+
+    path = folder / "manifest.toml"
+    try:
+        spec = load_manifest(app, path)
+        source = tomllib.loads(path.read_text()).get("source", "")
+        if not PurePosixPath(source).is_absolute():
+            raise BadInput(f"manifest key 'source': {source!r} is relative; a backup's manifest names its "
+                           "code by an absolute path", hint="restore it into an app that exists, or fix the manifest")
+    except RipdepError as e:
+        raise BackupInvalid(f"the manifest in backup {folder.name} is refused: {e.message}; nothing was changed",
+                            hint=e.hint, details=e.details) from None
+    return spec
 
 
 def _new_name(root: Path) -> str:

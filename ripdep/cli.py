@@ -419,11 +419,13 @@ def backup_list(app: str, as_json: bool, debug: bool) -> None:
 @main.command()
 @APP
 @click.argument("backup_ref", metavar="BACKUP")
-@click.option("--yes", is_flag=True, help="Confirm: the app's database, state dir and secrets are replaced.")
+@click.option("--yes", is_flag=True, help="Confirm: the app's database, state dir and secrets are replaced "
+              "(an app not on this host is created from the backup).")
 @JSON
 @DEBUG
 def restore(app: str, backup_ref: str, yes: bool, as_json: bool, debug: bool) -> None:
-    """Restore APP from BACKUP (a folder name or path): checksums, database, state dir, secrets; start."""
+    """Restore APP from BACKUP (a folder name or path): checksums, database, state dir, secrets; start.
+    An app not on this host is created from the backup's manifest first."""
     from ripdep import dataops
 
     run_command("restore", app, lambda p: dataops.restore_app(app, backup_ref, yes, progress=p), as_json, debug)

@@ -106,24 +106,92 @@ def _swap_state_dir(staged: Path, target: Path) -> None:
 def restore_app(app: str, ref: str, yes: bool, paths: Paths = PATHS, progress=lambda s: None) -> engine.RunResult:
     """Every part is checked and staged beside the live app (database restored by the app's role into
     the scratch database, state dir unpacked as the app's user) while the app keeps serving; only when
-    all are ready is it stopped and each part swapped in by rename. A refusal changes nothing."""
+    all are ready is it stopped and each part swapped in by rename. A refusal changes nothing.
+
+    An app that does not exist on this host (moved from another one, or destroyed here) is created
+    from the backup alone: its manifest, validated as `deploy --manifest` does, is deployed with the
+    app stopped, the parts are restored into it, and only then is it started."""
     engine.require_root()
-    require_app(app, paths)
+    names.check_app_name(app)
+    new = not paths.manifest(app).exists()
+    if not new:
+        require_app(app, paths)
     folder = backup.find(app, ref, paths)
     if not yes:
-        raise BadInput(f"restore replaces {app}'s database, state dir and secrets with backup {folder.name}",
+        what = "creates app {app} from" if new else f"replaces {app}'s database, state dir and secrets with"
+        raise BadInput(f"restore {what.format(app=app)} backup {folder.name}",
                        hint=f"add --yes: ripdep restore {app} {ref} --yes")
     problems = backup.check_contents(folder, app)
     if problems:
         raise BackupInvalid(f"backup {folder.name} fails its checks; nothing was changed", details=problems)
+    if new:
+        backup.check_manifest(folder, app)
     systemd.require_systemd()
     with app_lock(app, paths):
+        if new:
+            if paths.manifest(app).exists():
+                raise PreconditionFailed(f"app {app} was deployed while the backup was checked; nothing was changed",
+                                         hint=f"run the restore again: ripdep restore {app} {ref} --yes")
+            return _restore_new(app, folder, paths, progress)
         step = _restore_parts(app, folder, paths)
         progress(step)
         # re-render the env file from the restored secrets and start the app, health-checked
         result = engine.deploy(app, paths=paths, progress=progress, lock=False)
         result.steps.insert(0, step)
         return result
+
+
+def _restore_new(app: str, folder: Path, paths: Paths, progress) -> engine.RunResult:
+    """Create the app from the backup's manifest, stopped (it never runs without its data or with
+    secrets other than its own), restore its parts into it, then start it. A failure before the start
+    removes what was created (only what carries ripdep's marker), so a refusal leaves nothing."""
+    store = paths.secrets(app)
+    made_store = not os.path.lexists(store)
+    try:
+        # the backup's secrets first: a generated one keeps its value, a stored one has its value
+        _write_secrets(app, folder, paths)
+        created = engine.converge(app, folder / "manifest.toml", verb=CREATE_STOPPED, paths=paths,
+                                  progress=progress, lock=False)
+        step = _restore_parts(app, folder, paths)
+    except Exception as e:
+        gone, undone = _undo_create(app, paths, store if made_store else None)
+        if isinstance(e, RipdepError):
+            e.details = [*e.details, undone]
+            if gone:
+                e.result = None  # what was created is gone again: nothing to report as changed
+        raise
+    progress(step)
+    result = engine.converge(app, verb=engine.Verb("running", "app"), paths=paths, progress=progress, lock=False)
+    result.steps = _merge_steps(created.steps + [step] + result.steps)
+    return result
+
+
+# a deploy of every resource that records, and leaves, the app stopped
+CREATE_STOPPED = engine.Verb("stopped", "app")
+
+
+def _undo_create(app: str, paths: Paths, store: Path | None) -> tuple[bool, str]:
+    """Take back what a restore created (whether that worked, and what to tell the operator)."""
+    try:
+        engine.remove(app, paths=paths, lock=False)
+    except UnknownApp:  # refused before the deploy applied anything: only the secrets were written
+        if store is not None:
+            shutil.rmtree(store, ignore_errors=True)
+        return True, f"nothing of app {app} was left behind"
+    except Exception as e:  # the original failure is what the operator needs first
+        return False, f"removing the half-created app {app} failed too ({e}): ripdep destroy {app} --yes --backup"
+    return True, f"app {app}, created for this restore, was removed again"
+
+
+def _merge_steps(steps: list[Step]) -> list[Step]:
+    """One step per resource: the changes of every pass, in order, and the last pass's note."""
+    merged: dict[str, Step] = {}
+    for step in steps:
+        if step.id in merged:
+            merged[step.id] = Step(step.id, merged[step.id].changes + step.changes, step.note)
+        else:
+            merged[step.id] = Step(step.id, list(step.changes), step.note)
+    return list(merged.values())
 
 
 def _restore_parts(app: str, folder: Path, paths: Paths) -> Step:
@@ -157,12 +225,16 @@ def _restore_parts(app: str, folder: Path, paths: Paths) -> Step:
         finally:
             pg.close()
         changes.append(Change(f"state-dir:{app}", Action.RESTORE, f"restore {paths.app_state_dir(app)} (owner {app})"))
-        for secret in sorted((folder / "secrets").glob("*")):
-            from ripdep.secret import Secret, write_secret
-
-            write_secret(paths.secrets(app), secret.name, Secret(secret.read_text()))
+        _write_secrets(app, folder, paths)
         changes.append(Change(f"secrets:{app}", Action.RESTORE, f"restore secrets from {folder.name}"))
         return Step(f"restore:{app}", changes, f"from {folder}")
+
+
+def _write_secrets(app: str, folder: Path, paths: Paths) -> None:
+    from ripdep.secret import Secret, write_secret
+
+    for secret in sorted((folder / "secrets").glob("*")):
+        write_secret(paths.secrets(app), secret.name, Secret(secret.read_text()))
 
 
 # --- destroy ----------------------------------------------------------------------------------

@@ -339,10 +339,11 @@ def deploy(app: str, manifest_file: Path | None = None, **kw) -> RunResult:
 
 
 def remove(app: str, *, check: bool = False, paths: Paths = PATHS, progress=lambda step: None,
-           host: Host | None = None, guard=lambda check: []) -> RunResult:
+           host: Host | None = None, guard=lambda check: [], lock: bool = True) -> RunResult:
     """destroy: desired = absent, through the same plan, dispatcher and confirmation as a deploy.
     `guard(check)` runs under the app's lock before anything is planned (destroy's backup rule) and
-    returns steps to show (which backup is kept); it raises to refuse."""
+    returns steps to show (which backup is kept); it raises to refuse. lock=False: the caller holds
+    the app's lock (a restore taking back the app it had just created)."""
     from ripdep.resources import absent  # only destroy needs it (~10 ms of every deploy's imports)
 
     names.check_app_name(app)
@@ -351,7 +352,7 @@ def remove(app: str, *, check: bool = False, paths: Paths = PATHS, progress=lamb
     if not paths.manifest(app).exists() and host.read_state(app, paths) is None:
         raise UnknownApp(f"app {app!r} is not managed by ripdep")
     host.require_systemd()
-    with host.app_lock(app, paths):
+    with host.app_lock(app, paths) if lock else nullcontext():
         kept = guard(check)
         # only the name matters to removal: a broken or missing manifest must not block a destroy
         spec = AppSpec(app, paths.manifest(app), paths.code(app), ("/bin/true",))

@@ -7,8 +7,14 @@
 # change made inside vanishes at stop. Install packages and build venvs BEFORE start: the container
 # has a private network and reaches no registry.
 #
-# usage:  tests/ct.sh start | exec CMD ARGS... | sh 'CODE' | leader | stop
+# With CT_PERSIST=1 the changes survive a stop and the next start (a reboot: every service shuts
+# down in order and boots again on the same disk): they are kept in a tmpfs mounted at
+# $CT_STATE/persist on the host until `purge`.
+#
+# usage:  tests/ct.sh start | exec CMD ARGS... | sh 'CODE' | leader | stop | purge
 # env:    CT_NAME (ripdep-ct)  CT_STATE (/var/tmp/$CT_NAME)  CT_BINDS ("--bind=/a --bind=/b:/c")
+#         CT_NETWORK (nspawn's network options; default --private-network: loopback only, e.g.
+#         --network-bridge=BRIDGE for a network of containers)  CT_PERSIST (1: keep changes across stop)
 # needs:  systemd-container (systemd-nspawn), util-linux (unshare, nsenter)
 set -euo pipefail
 NAME=${CT_NAME:-ripdep-ct}
@@ -49,14 +55,26 @@ start() {
     init=(--kill-signal=SIGRTMIN+3 -- /bin/sh -c \
       'for c in '"${ctrls[*]}"'; do mount -o remount,bind,rw /sys/fs/cgroup/$c; done; exec /lib/systemd/systemd')
   fi
+  # nspawn refuses --directory=/ with --volatile=overlay: bind / (non-recursively) to $ROOT in a
+  # private mount namespace. With CT_PERSIST the overlay is made here instead, its upper layer on a
+  # tmpfs that outlives the container.
+  local root=(/bin/sh -c 'mount --bind / "$0" && exec "$@"' "$ROOT") volatile=(--volatile=overlay)
+  if [ -n "${CT_PERSIST:-}" ]; then
+    mkdir -p "$STATE/persist" "$STATE/lower"
+    mountpoint -q "$STATE/persist" || mount -t tmpfs -o mode=0700 ripdep-ct "$STATE/persist"
+    mkdir -p "$STATE/persist/upper" "$STATE/persist/work"
+    root=(/bin/sh -c 'mount --bind / "$1" && mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$0" && shift 2 && exec "$@"'
+          "$ROOT" "$STATE/lower" "$STATE/persist")
+    volatile=()
+  fi
   (
     while read -r d; do echo $BASHPID > "$d/cgroup.procs"; done < "$STATE/cgroups"
-    # nspawn refuses --directory=/ with --volatile=overlay: bind / (non-recursively) to $ROOT in a
-    # private mount namespace. --register=no --keep-unit: no host systemd/machined to talk to.
+    # --register=no --keep-unit: no host systemd/machined to talk to.
     # --system-call-filter=bpf: without it IPAddressDeny=/IPAddressAllow= are silently ignored.
-    exec setsid unshare --mount --propagation private -- /bin/sh -c 'mount --bind / "$0" && exec "$@"' "$ROOT" \
-      systemd-nspawn --quiet --directory="$ROOT" --volatile=overlay --register=no --keep-unit \
-        --machine="$NAME" --private-network --system-call-filter=bpf ${CT_BINDS:-} "${init[@]}"
+    # shellcheck disable=SC2086
+    exec setsid unshare --mount --propagation private -- "${root[@]}" \
+      systemd-nspawn --quiet --directory="$ROOT" "${volatile[@]}" --register=no --keep-unit \
+        --machine="$NAME" ${CT_NETWORK:---private-network} --system-call-filter=bpf ${CT_BINDS:-} "${init[@]}"
   ) > "$STATE/console.log" 2>&1 < /dev/null &
   echo $! > "$STATE/nspawn.pid"
   local l=""
@@ -89,11 +107,19 @@ stop() {
   echo "ct.sh: container $NAME stopped"
 }
 
+purge() {  # stop, drop what CT_PERSIST kept, remove $STATE (rmdir only: never through a mount)
+  stop
+  if mountpoint -q "$STATE/persist"; then umount "$STATE/persist"; fi
+  rm -f "$STATE/console.log"
+  rmdir "$STATE/persist" "$STATE/lower" "$ROOT" "$STATE" 2>/dev/null || true
+}
+
 case "${1:-}" in
   start) start ;;
   exec) shift; in_ct "$@" ;;
   sh) shift; in_ct /bin/bash -c "$1" ;;
   leader) leader ;;
   stop) stop ;;
-  *) echo "usage: $0 start | exec CMD... | sh 'CODE' | leader | stop" >&2; exit 2 ;;
+  purge) purge ;;
+  *) echo "usage: $0 start | exec CMD... | sh 'CODE' | leader | stop | purge" >&2; exit 2 ;;
 esac

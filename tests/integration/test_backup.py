@@ -200,3 +200,124 @@ def test_restore_keeps_the_locale_the_backed_up_database_had(ct):
     collate = ct.run("runuser", "-u", "postgres", "--", "psql", "-XAtc",
                      "select datcollate from pg_database where datname = 'collated'", check=True).stdout.strip()
     assert collate == "C"
+
+
+def psql_as(ct, app: str, sql: str) -> str:
+    return ct.run("runuser", "-u", app, "--", "psql", "-XAtq", "-h", "/run/postgresql", "-d", app, "-c", sql,
+                  check=True).stdout.strip()
+
+
+def test_restore_creates_an_app_that_is_not_on_this_host(ct):
+    app = App(ct, "phoenix")
+    assert app.deploy(manifest(database_locale='"C"', raw='[secrets]\nTOKEN = "generate"\n'))[0] == 0
+    psql_as(ct, "phoenix", "CREATE TABLE probe (v text); INSERT INTO probe VALUES ('probe-row')")
+    assert app.op("write", path="/var/lib/ripdep/apps/phoenix/probe.txt")["ok"]
+    token = ct.run("cat", "/etc/ripdep/secrets/phoenix/TOKEN", check=True).stdout
+    code, doc = backup_json(ct, "phoenix")
+    assert code == 0, doc
+    name = doc["data"]["backup"]["name"]
+    assert ct.ripdep("destroy", "phoenix", "--yes").returncode == 0
+    assert ct.run("getent", "passwd", "phoenix").returncode != 0
+    proc = ct.ripdep("restore", "phoenix", name)  # no --yes: nothing happens, and it says what would
+    assert proc.returncode == 2 and "creates app phoenix from backup" in proc.stderr
+    proc = ct.ripdep("restore", "phoenix", name, "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["changed"] and doc["health"]["ok"]
+    ids = [s["id"] for s in doc["steps"]]
+    assert len(ids) == len(set(ids)) and "user:phoenix" in ids and "restore:phoenix" in ids
+    assert psql_as(ct, "phoenix", "SELECT v FROM probe") == "probe-row"
+    assert app.op("read", path="/var/lib/ripdep/apps/phoenix/probe.txt")["result"] == "probe\n"
+    assert ct.run("cat", "/etc/ripdep/secrets/phoenix/TOKEN", check=True).stdout == token
+    collate = ct.run("runuser", "-u", "postgres", "--", "psql", "-XAtc",
+                     "select datcollate from pg_database where datname = 'phoenix'", check=True).stdout.strip()
+    assert collate == "C"
+    row = json.loads(ct.ripdep("status", "--json", "phoenix").stdout)["data"]["apps"][0]
+    assert row["desired"] == "running" and row["health"] == "ok"
+    assert ct.deploy_json("phoenix")[1]["changed"] is False  # the restored app is converged
+
+
+FOREIGN = "/root/foreign"
+
+
+def forge(ct, src: str, app: str, edit: str = "") -> str:
+    """A copy of a backup as another host (or an attacker) could hand it over: renamed to `app`,
+    edited by the shell code `edit`, with checksums that match the edit."""
+    target = f"{FOREIGN}/{app}"
+    ct.sh(f"rm -rf {target} && mkdir -p {FOREIGN} && cp -a {src} {target} && cd {target} && rm -f VERIFIED.toml && "
+          f"sed -i 's/^app = .*/app = \"{app}\"/' backup.toml && {edit or 'true'} && "
+          "find . -type f ! -name SHA256SUMS -printf '%P\\n' | sort | xargs sha256sum > SHA256SUMS", check=True)
+    return target
+
+
+def test_restore_refuses_a_hostile_foreign_backup_and_creates_nothing(ct):
+    app = App(ct, "donor")
+    assert app.deploy(manifest())[0] == 0
+    code, doc = backup_json(ct, "donor")
+    assert code == 0, doc
+    src = doc["data"]["backup"]["path"]
+    cases = [
+        # a start command systemd would run as root
+        ("sed -i 's|^start = .*|start = [\"+/bin/sh\", \"-c\", \"id\"]|' manifest.toml", "ExecStart= prefix"),
+        # code taken from ripdep's own secrets
+        ("sed -i 's|^source = .*|source = \"/etc/ripdep/secrets\"|' manifest.toml", "manifest key 'source'"),
+        # a relative source would name a folder beside the backup
+        ("sed -i 's|^source = .*|source = \".\"|' manifest.toml", "is relative"),
+        # a locale name that is SQL
+        ("printf 'app = \"intruder\"\\ndatabase = true\\ndatabase_locale = \"C%s TEMPLATE x\"\\n' \"'\" > backup.toml",
+         "database_locale"),
+    ]
+    before = snapshot(ct)
+    for edit, problem in cases:
+        path = forge(ct, src, "intruder", edit)
+        proc = ct.ripdep("restore", "intruder", path, "--yes", "--json")
+        doc = json.loads(proc.stdout)
+        assert proc.returncode == 11 and doc["errors"][0]["code"] == "backup_invalid", (edit, doc)
+        assert problem in doc["errors"][0]["message"] + " ".join(doc["errors"][0]["details"]), (edit, doc)
+    # intact and well-formed, but writable by others: it could change between its checks and its use
+    path = forge(ct, src, "intruder", "chmod o+w manifest.toml")
+    proc = ct.ripdep("restore", "intruder", path, "--yes", "--json")
+    assert proc.returncode == 11 and "writable by group or others" in proc.stdout
+    assert snapshot(ct) == before
+    assert ct.run("getent", "passwd", "intruder").returncode != 0
+    # the same copy, handed over properly, is restored: a new app from another host's backup
+    path = forge(ct, src, "intruder")
+    proc = ct.ripdep("restore", "intruder", path, "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ct.get_json("http://127.0.0.1/intruder/healthz") == {"ok": True}
+
+
+def no_trace_of(ct, app: str) -> None:
+    assert ct.run("getent", "passwd", app).returncode != 0
+    psql = ["runuser", "-u", "postgres", "--", "psql", "-XAtc"]
+    assert ct.run(*psql, f"select 1 from pg_roles where rolname = '{app}'").stdout.strip() == ""
+    assert ct.run(*psql, f"select 1 from pg_database where datname in ('{app}', 'ripdep_scratch')").stdout.strip() == ""
+    for path in (f"/etc/ripdep/apps/{app}.toml", f"/etc/ripdep/secrets/{app}", f"/etc/ripdep/env/{app}.env",
+                 f"/var/lib/ripdep/state/{app}.toml", f"/etc/systemd/system/ripdep-{app}.service",
+                 f"/etc/caddy/ripdep/paths/{app}.caddy", f"/srv/ripdep/{app}", f"/var/lib/ripdep/apps/{app}",
+                 f"/var/lib/ripdep/apps/.{app}.restore"):
+        assert ct.run("test", "-e", path).returncode != 0, path
+
+
+def test_a_restore_that_fails_after_creating_the_app_takes_it_back(ct):
+    app = App(ct, "donor2")
+    assert app.deploy(manifest())[0] == 0
+    code, doc = backup_json(ct, "donor2")
+    assert code == 0, doc
+    src = doc["data"]["backup"]["path"]
+    # a dump that does not restore: found only once the app's role restores it, after the app was created
+    path = forge(ct, src, "stray", "printf 'PGDMP garbage' > db.dump && printf s3cret > secrets/TOKEN")
+    proc = ct.ripdep("restore", "stray", path, "--yes", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 11 and doc["errors"][0]["code"] == "backup_invalid", doc
+    assert "app stray, created for this restore, was removed again" in doc["errors"][0]["details"]
+    assert doc["changed"] is False
+    no_trace_of(ct, "stray")
+    # a route another app holds: refused before the deploy applies anything; the secrets written first go too
+    path = forge(ct, src, "stray", "printf s3cret > secrets/TOKEN && printf '[route]\\npath = \"/donor2/\"\\n' >> manifest.toml")
+    proc = ct.ripdep("restore", "stray", path, "--yes", "--json")
+    doc = json.loads(proc.stdout)
+    assert proc.returncode != 0 and doc["errors"][0]["code"] in ("conflict", "bad_input"), doc
+    assert "/donor2/" in doc["errors"][0]["message"]
+    no_trace_of(ct, "stray")
+    assert ct.get_json("http://127.0.0.1/donor2/healthz") == {"ok": True}  # the app it named still answers
