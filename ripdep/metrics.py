@@ -29,7 +29,17 @@ from ripdep.paths import PATHS, Paths
 TEXTFILE = "ripdep.prom"
 TARGETS = "targets.json"
 SCRAPE_SITE = "scrape.caddy"
-RELEASE_HOOK = None  # the release engine may set a callable app -> release name (ripdep_app_release_info)
+RELEASE_HOOK = None  # a callable app -> live release id, replacing live_release() (tests)
+
+
+def live_release(app: str, paths: Paths = PATHS) -> str | None:
+    """The app's live release as ripdep's state records it (ripdep/releases.py), or None."""
+    if RELEASE_HOOK is not None:
+        return RELEASE_HOOK(app)
+    from ripdep.state import read_state
+
+    state = read_state(app, paths)
+    return getattr(state, "release", "") or None
 
 
 def label_value(value: str) -> str:
@@ -164,7 +174,7 @@ def exposition(rows, specs: dict, connections: dict[str, int] | None, paths: Pat
               r.problem is not None)
         e.add("ripdep_app_scrape_target", "gauge", "1 when the app serves its own metrics (manifest key metrics).",
               a, None if spec is None else spec.metrics is not None)
-        release = RELEASE_HOOK(r.app) if RELEASE_HOOK else None
+        release = live_release(r.app, paths)
         if release:
             e.add("ripdep_app_release_info", "gauge", "The app's live release.", {**a, "release": release}, 1)
         for p in r.processes:

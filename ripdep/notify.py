@@ -236,6 +236,8 @@ def after_failure(command: str, app: str | None, error, paths: Paths = PATHS) ->
     event = FAILURE_EVENTS.get(command)
     if event is None or app is None or error is None or error.code in ("bad_input", "lock_held"):
         return  # a typo or a busy app is the caller's to see, not a silent failure
+    if error.code == "rolled_back":  # the release engine switched back to the previous release
+        event = "rollback"
     emit(app, event, f"ripdep {command} {app}: {error.code}: {error.message}", paths)
 
 

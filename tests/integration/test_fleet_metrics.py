@@ -110,7 +110,8 @@ def test_prometheus_has_each_apps_series(ct, fleet):
     wait("ripdep_app_up for every app in Prometheus", lambda: want <= apps_of("ripdep_app_up == 1"))
     for series in ("ripdep_app_healthy == 1", "ripdep_app_restarts", "ripdep_app_memory_bytes",
                    "ripdep_app_cpu_seconds_total", "ripdep_app_database_bytes > 0", "ripdep_app_database_connections",
-                   "ripdep_app_last_deploy_timestamp_seconds > 0", "ripdep_app_drift == 0", "ripdep_app_backup_stale"):
+                   "ripdep_app_last_deploy_timestamp_seconds > 0", "ripdep_app_drift == 0", "ripdep_app_backup_stale",
+                   "ripdep_app_release_info"):
         assert want <= apps_of(series), series
     # the apps' own metrics, scraped through the loopback listener, labelled with the app; an app
     # cannot pass as another: its own `app` label becomes exported_app

@@ -286,6 +286,15 @@ def test_periodic_check_raises_each_condition_once(root):
     assert [e["event"] for e in notify.check_rows([row("hello", role_drift="x")], settings=settings)] == ["drift"]
 
 
+def test_a_rolled_back_deploy_raises_rollback(root):
+    from ripdep.errors import RolledBack
+
+    PATHS.host_config.write_text('notify_command = "/bin/true"\n')
+    fleet.after_command("deploy", "hello", (), RolledBack("release r2 failed; now serving r1"))
+    [spooled] = PATHS.notify_spool.glob("*.json")
+    assert json.loads(spooled.read_text())["event"]["event"] == "rollback"
+
+
 def test_failed_deploy_raises_an_event_from_the_cli_hook(root):
     PATHS.host_config.write_text('notify_command = "/bin/true"\n')
     fleet.after_command("deploy", "hello", (), HealthCheckFailed("app hello failed its health check"))
