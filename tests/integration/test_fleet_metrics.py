@@ -172,19 +172,27 @@ def test_a_failed_unit_reaches_the_webhook_after_a_retry(ct, fleet):
         ct.ripdep("start", "fm-c", check=True)
 
 
-def test_a_failed_deploy_reaches_the_webhook(ct, fleet):
-    app = fleet["fm-a"]
+def test_a_failed_deploy_and_a_rollback_reach_the_webhook(ct, fleet):
     before = len(events(ct))
-    code, doc = app.deploy(manifest(start='["/bin/false"]', metrics='"/metrics"'))
-    assert code != 0
+    # a new app that never comes up: deploy_failed
+    ct.write("/root/manifests/fm-d.toml", manifest(start='["/bin/false"]'))
     try:
+        code, _ = ct.deploy_json("fm-d", "--manifest", "/root/manifests/fm-d.toml")
+        assert code != 0
         got = wait("the deploy_failed event",
                    lambda: [e for e in events(ct)[before:] if e["event"] == "deploy_failed"], timeout=30)
-        assert got[0]["app"] == "fm-a" and got[0]["detail"].startswith("ripdep deploy fm-a: ")
+        assert got[0]["app"] == "fm-d" and got[0]["detail"].startswith("ripdep deploy fm-d: ")
         assert "\n" not in got[0]["detail"] and len(got[0]["detail"]) <= 1001
     finally:
-        code, doc = app.deploy(manifest(metrics='"/metrics"'))
-        assert code == 0, doc
+        ct.ripdep("destroy", "fm-d", "--yes", "--backup")
+    # a new release of a running app that fails: the release engine switches back, and says so
+    app = fleet["fm-a"]
+    code, doc = app.deploy(manifest(start='["/bin/false"]', metrics='"/metrics"'))
+    assert code != 0 and doc["errors"][0]["code"] == "rolled_back", doc["errors"]
+    got = wait("the rollback event", lambda: [e for e in events(ct)[before:] if e["event"] == "rollback"], timeout=30)
+    assert got[0]["app"] == "fm-a" and "rolled_back" in got[0]["detail"]
+    code, doc = app.deploy(manifest(metrics='"/metrics"'))
+    assert code == 0, doc
 
 
 def test_audit_log_and_history_hold_no_secret(ct, fleet, moto):
