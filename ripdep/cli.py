@@ -40,9 +40,24 @@ def complete_app(ctx: click.Context, param: click.Parameter, incomplete: str) ->
 APP = click.argument("app", shell_complete=complete_app)
 
 
+def outcome(command: str, app: str | None, steps=(), error: RipdepError | None = None, check: bool = False,
+            exit_code: int | None = None) -> None:
+    """The one hook where every command's outcome is reported (fail, internal, run_command and the
+    commands that report their own success): a command that changes the host gets its audit line,
+    a metrics refresh and, failed, its notification (ripdep/fleet.py). Reading commands return at once."""
+    from ripdep.audit import MUTATING
+
+    if command in MUTATING and not check:
+        from ripdep import fleet
+
+        fleet.after_command(command, app, steps, error, check, exit_code)
+
+
 def fail(command: str, error: RipdepError, as_json: bool, app: str | None = None, check: bool = False) -> NoReturn:
     """Every refusal and failure ends here, so its JSON document is the same envelope as a success."""
     from ripdep import report
+
+    outcome(command, app, error.result.steps if error.result else (), error, check)
 
     if as_json:
         # a run that failed after it changed the host reports what it changed, where, and the probe
@@ -57,8 +72,9 @@ def internal(command: str, debug: bool, as_json: bool, app: str | None = None) -
     from ripdep import report
 
     exc = sys.exc_info()[1]
+    error = RipdepError(f"internal error: {type(exc).__name__}: {exc}", hint="run with --debug for a traceback")
+    outcome(command, app, error=error)
     if as_json:
-        error = RipdepError(f"internal error: {type(exc).__name__}: {exc}", hint="run with --debug for a traceback")
         report.print_json(report.envelope(command, app, error=error))
     if debug:
         traceback.print_exc()
@@ -101,6 +117,7 @@ def init(check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
         return hostinit.init_host(progress=lambda s: None if as_json else report.print_step(s), check=check)
 
     steps = attempt("init", call, as_json, debug, check=check)
+    outcome("init", None, steps, check=check)
     changed = any(s.changed for s in steps)
     if show_diff and not as_json:
         sys.stdout.write("".join(c.diff for s in steps for c in s.changes))
@@ -123,6 +140,7 @@ def run_command(command: str, app: str, call, as_json: bool, debug: bool, check:
 
     progress = (lambda s: None) if as_json else report.print_step
     result = attempt(command, lambda: call(progress), as_json, debug, app, check)
+    outcome(command, app, result.steps, check=check)
     if not as_json and (check or not live):
         for step in result.steps:
             report.print_step(step)
@@ -388,6 +406,7 @@ def backup_take(app: str, as_json: bool, debug: bool) -> None:
 
     progress = (lambda msg: None) if as_json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = attempt("backup", lambda: dataops.backup_app(app, progress=progress), as_json, debug, app)
+    outcome("backup", app, report.backup_steps(result))
     b = result.backup
     if as_json:
         report.print_json(report.envelope("backup", app, steps=report.backup_steps(result),
@@ -504,4 +523,59 @@ def run(app: str, command: tuple[str, ...], pty: bool | None, json_refused: bool
 
     # no JSON document: a refusal is a message on stderr and its documented exit status; once the
     # command has started, the exit status is the command's
-    sys.exit(attempt("run", call, False, debug, app))
+    status = attempt("run", call, False, debug, app)
+    outcome("run", app, exit_code=status if isinstance(status, int) else None)
+    sys.exit(status)
+
+
+@main.command()
+@click.argument("app", required=False, shell_complete=complete_app)
+@click.option("-n", "--lines", type=click.IntRange(min=1), help="Only the last N entries.")
+@JSON
+@DEBUG
+def history(app: str | None, lines: int | None, as_json: bool, debug: bool) -> None:
+    """Who changed what, from the audit log (/var/log/ripdep/audit.jsonl): every command that
+    changed the host, or APP's."""
+    from ripdep import audit, report
+
+    rows = attempt("history", lambda: audit.history(app, lines), as_json, debug, app)
+    if as_json:
+        report.print_json(report.envelope("history", app, msg=f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}",
+                                          data={"entries": rows}))
+    else:
+        for row in rows:
+            print(report.printable(audit.line(row)))
+
+
+@main.command(name="fleet-check", hidden=True)
+@DEBUG
+def fleet_check(debug: bool) -> None:
+    """ripdep-fleet.timer: metrics for Prometheus, scrape targets, notifications (docs/fleet.md)."""
+    import json
+
+    from ripdep import fleet
+
+    print(json.dumps(attempt("fleet-check", fleet.fleet_check, False, debug)))
+
+
+@main.command(name="notify-event", hidden=True)
+@click.argument("event", type=click.Choice(["unit_failed"]))
+@click.argument("unit")
+@DEBUG
+def notify_event(event: str, unit: str, debug: bool) -> None:
+    """OnFailure= of an app's units (ripdep-notify@UNIT.service): spool the event and deliver it."""
+    from ripdep import notify
+
+    sys.exit(0 if attempt("notify-event", lambda: notify.unit_failed(unit), False, debug) else 1)
+
+
+@main.command(name="notify-deliver", hidden=True)
+@click.option("--now", "ignore_backoff", is_flag=True, help="Try every spooled event now, whatever its retry delay.")
+@DEBUG
+def notify_deliver(ignore_backoff: bool, debug: bool) -> None:
+    """ripdep-notify.service: deliver the spooled events that are due."""
+    import json
+
+    from ripdep import notify
+
+    print(json.dumps(attempt("notify-deliver", lambda: notify.deliver(ignore_backoff=ignore_backoff), False, debug)))

@@ -57,6 +57,43 @@ def site_address(value: str) -> str | None:
             "braces, quotes or '#')")
 
 
+def absolute_or_empty(value: str) -> str | None:
+    if value == "" or (value.startswith("/") and value.isprintable() and ".." not in value.split("/")
+                       and len(value) <= 200):
+        return None
+    return f"{value[:80]!r} is not an absolute folder path (or \"\" for off)"
+
+
+LOOPBACK_LISTEN = re.compile(r"(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):(\d{1,5})")
+
+
+def loopback_listen(value: str) -> str | None:
+    match = LOOPBACK_LISTEN.fullmatch(value)
+    if value == "" or match and all(int(n) < 256 for n in match.group(1).strip("[]").split(".") if n.isdigit()) \
+            and 0 < int(match.group(2)) < 65536:
+        return None
+    return f"{value[:80]!r} is not a loopback address and port such as \"127.0.0.1:9180\" (or \"\" for off)"
+
+
+def webhook_url(value: str) -> str | None:
+    if value == "" or (re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", value) and len(value) <= 2000):
+        return None
+    return "is not an http:// or https:// URL without spaces or control characters (or \"\" for off)"
+
+
+def command_line(value: str) -> str | None:
+    import shlex
+
+    if value == "":
+        return None
+    try:
+        argv = shlex.split(value)
+    except ValueError as e:
+        return f"cannot be split into words: {e}"
+    if not argv or not argv[0].startswith("/") or not value.isprintable():
+        return "must start with an absolute program path (no shell; no control characters)"
+    return None
+
 @dataclass(frozen=True)
 class HostConfig:
     port_min: int = setting(20000, "the lowest loopback port ripdep allocates to apps: one per app, stable "
@@ -89,6 +126,21 @@ class HostConfig:
                                   "it is kept; a restart or a failing health check in them switches back to the "
                                   "previous release (0..3600; an app's [releases] watch overrides it)",
                                   lambda v: None if 0 <= v <= 3600 else f"is {v}, out of range 0..3600")
+    metrics_textfile_dir: str = setting("/var/lib/prometheus/node-exporter", "folder of node_exporter's "
+                                        "textfile collector (Debian's prometheus-node-exporter reads this one): "
+                                        "ripdep writes `ripdep.prom` there, every minute and after each command "
+                                        "that changes an app (docs/fleet.md); empty = off",
+                                        check=absolute_or_empty)
+    metrics_listen: str = setting("127.0.0.1:9180", "loopback address:port of the Caddy site that serves only "
+                                                    "the `metrics` path of each app that has one, for Prometheus "
+                                                    "(docs/fleet.md); empty = off", check=loopback_listen)
+    notify_webhook: str = setting("", "URL that receives each event (a failed unit, deploy or backup, a stale "
+                                      "backup, drift) as a JSON POST, retried until it answers 2xx; empty = off. "
+                                      "This file is world-readable: a URL that carries a token belongs in a "
+                                      "root-only `notify_command` script", check=webhook_url)
+    notify_command: str = setting("", "a program and its arguments (absolute path, no shell), run as root with "
+                                      "each event as JSON on stdin, retried until it exits 0; empty = off",
+                                  check=command_line)
 
 
 SETTINGS: tuple[Field[Any], ...] = fields(HostConfig)

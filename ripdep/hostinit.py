@@ -11,7 +11,7 @@ from pathlib import Path
 from ripdep.errors import PreconditionFailed, ValidationFailed
 from ripdep.host.postgres import APPS_GROUP, SCRATCH_DB
 from ripdep.host.proc import run
-from ripdep.hostconfig import DEFAULT_TEXT, load_host_config
+from ripdep.hostconfig import DEFAULT_TEXT, HostConfig, load_host_config
 from ripdep.paths import PATHS, Paths
 from ripdep.resources import Action, Change, EnsureDir, PgHba, Sql, Step, Systemctl, WriteFile
 from ripdep.resources.file import unified_diff
@@ -77,6 +77,7 @@ def with_caddy_imports(text: str, site: str, paths: Paths) -> str:
     admin = admin_line(paths)
     paths_import = f"import {paths.caddy_paths}/*.caddy"
     hosts_import = f"import {paths.caddy_hosts}/*.caddy"
+    metrics_import = f"import {paths.caddy_metrics}/*.caddy"
     lines = text.splitlines(keepends=True)
     if admin not in text:
         first = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith("#")), None)
@@ -100,6 +101,10 @@ def with_caddy_imports(text: str, site: str, paths: Paths) -> str:
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
         lines.append(f"\n{hosts_import}  # ripdep: host routes\n")
+    if metrics_import not in text:  # the loopback-only scrape site (docs/fleet.md)
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(f"{metrics_import}  # ripdep: metrics listener, loopback only\n")
     return "".join(lines)
 
 
@@ -183,11 +188,16 @@ def init_host(paths: Paths = PATHS, progress=lambda step: None, check: bool = Fa
     try:
         check_services(host)
         steps = []
-        for part in ("folders", "postgres", "caddy"):
+        for part in ("folders", "postgres", "caddy", "fleet"):
             if part == "folders":
                 step = init_folders(host, paths)
             elif part == "postgres":
                 step = init_postgres(host)
+            elif part == "fleet":
+                from ripdep import fleet
+
+                settings = load_host_config(paths) if not check or paths.host_config.exists() else None
+                step = fleet.init_step(host, paths, settings or HostConfig())
             else:
                 settings = load_host_config(paths) if not check or paths.host_config.exists() else None
                 step = init_caddy(host, paths, settings.caddy_path_site if settings else ":80")

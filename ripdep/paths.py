@@ -90,6 +90,25 @@ class Paths:
     def backup_unit_name(self, app: str, kind: str = "service") -> str:
         return f"ripdep-backup-{app}.{kind}"
 
+    # fleet: audit log, notification spool, metrics (docs/fleet.md)
+    @property
+    def audit_log(self) -> Path:
+        return self._p("var/log/ripdep/audit.jsonl")
+
+    @property
+    def notify_spool(self) -> Path:
+        return self._p("var/spool/ripdep/notify")
+
+    @property
+    def metrics_root(self) -> Path:
+        """ripdep's own metrics files other programs read: Prometheus's file_sd targets."""
+        return self._p("var/lib/ripdep/metrics")
+
+    @property
+    def caddy_metrics(self) -> Path:
+        """The loopback-only scrape site (imported at the top level of the Caddyfile)."""
+        return self._p("etc/caddy/ripdep/metrics")
+
     @property
     def locks(self) -> Path:
         return self._p("run/ripdep/locks")

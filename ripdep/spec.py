@@ -51,7 +51,7 @@ START_VARIABLE = re.compile(r"\$\$|\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)?")
 # checks these against the key table in docs/manifest.md (a row per key, TABLE.KEY for a table's
 # keys) and against the fields of AppSpec, Route, Limits and Backup.
 SCALAR_KEYS = {"source", "start", "health", "database", "database_locale", "profile", "secrets_from", "delivery",
-               "release"}
+               "release", "metrics"}
 TABLE_KEYS = {  # [table] -> its keys
     "route": {"path", "host", "tls"},
     "limits": {"memory", "cpu", "tasks"},
@@ -218,6 +218,7 @@ class AppSpec:
     cron: dict[str, Job] = field(default_factory=dict)
     release: tuple[str, ...] = ()  # the release phase: run once per release, before the switch
     releases: Releases = field(default_factory=Releases)
+    metrics: str | None = None  # the path where the app serves Prometheus metrics (docs/fleet.md)
 
     @property
     def user(self) -> str:
@@ -425,6 +426,10 @@ def _secrets(table: dict) -> dict[str, SecretSource]:
         else:
             raise BadInput(f"{where}: expected \"generate\", \"stored\" or \"ssm:/parameter/name\"")
     return out
+
+
+def _metrics(path: str | None) -> str | None:
+    return None if path is None else names.check_url_path(path, "manifest key 'metrics'")
 
 
 def _health(value) -> Health:
@@ -681,6 +686,7 @@ def parse_manifest(app: str, data: dict, manifest_path: Path) -> AppSpec:
         cron=_cron(_get(data, "cron", dict, "a table") or {}),
         release=_start(data["release"], "release") if "release" in data else (),
         releases=_releases(_get(data, "releases", dict, "a table") or {}),
+        metrics=_metrics(_text(data, "metrics", "a path such as \"/metrics\"")),
     )
     _check_start_variables(spec)
     return spec

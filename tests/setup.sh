@@ -7,9 +7,14 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 [ "$(id -u)" = 0 ] || { echo "tests/setup.sh: run as root" >&2; exit 3; }
 
 # ripdep itself, plus the test-only packages: the container (systemd-nspawn), sshd and sudo for the
-# tests over ssh (test_two_hosts.py), strace for the execve audit of the leak test
+# tests over ssh (test_two_hosts.py), strace for the execve audit of the leak test, Debian's
+# Prometheus, node_exporter and logrotate for the fleet test (tests/integration/test_fleet_metrics.py)
 chmod -R o+rX examples tests/fixtures  # code ripdep copies must be readable by every user
-RIPDEP_EXTRA_PACKAGES="systemd-container openssh-server openssh-client sudo iproute2 util-linux procps strace" ./install.sh
+RIPDEP_EXTRA_PACKAGES="systemd-container openssh-server openssh-client sudo iproute2 util-linux procps strace \
+  prometheus prometheus-node-exporter logrotate" ./install.sh
+# the packages enable their services; every test container boots this root file system, so only
+# the fleet test starts them (with its own configuration)
+systemctl disable --quiet prometheus.service prometheus-node-exporter.service 2>/dev/null || true
 
 VENV=${RIPDEP_TEST_VENV:-/opt/ripdep-test}
 [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"

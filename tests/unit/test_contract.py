@@ -161,6 +161,7 @@ SUCCESSES = [
     Case("destroy", ["destroy", "hello", "--yes"], setup=[stub("ripdep.dataops.destroy_app", ran())]),
     Case("releases", ["releases", "hello"], setup=[stub("ripdep.rollback.list_releases", [])], data={"releases": []}),
     Case("rollback", ["rollback", "hello"], setup=[stub("ripdep.rollback.rollback", ran())]),
+    Case("history", ["history", "hello"], setup=[as_root], data={"entries": []}),
 ]
 
 FAILURES = [
@@ -188,6 +189,7 @@ FAILURES = [
     Case("destroy", ["destroy", "hello", "--yes"], "precondition"),
     Case("releases", ["releases", "Bad;Name"], "bad_input"),
     Case("rollback", ["rollback", "hello"], "precondition"),
+    Case("history", ["history", "Bad;Name"], "bad_input"),
 ]
 
 

@@ -62,7 +62,8 @@ TYPES = {"source": str, "start": (str, list), "health": (str, dict), "database":
          "limits.memory": str, "limits.cpu": str, "limits.tasks": int, "backup.schedule": str, "backup.keep": int,
          "network.egress": list, "files": dict, "processes": dict, "cron": dict, "health.path": str, "health.method": str, "health.body": str,
          "health.headers": dict, "health.status": int, "health.contains": str, "release": (str, list),
-         "releases": dict, "releases.keep": int, "releases.watch": int}
+         "releases": dict, "releases.keep": int, "releases.watch": int,
+         "metrics": str}
 KEYS = sorted(spec.TOP_KEYS) + sorted(f"{t}.{k}" for t in TABLES if t in spec.TOP_KEYS for k in TABLES[t])
 
 

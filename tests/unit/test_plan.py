@@ -198,7 +198,8 @@ def test_caddyfile_edit_is_minimal_and_idempotent():
     lines = once.splitlines()
     i = lines.index(":80 {")
     assert lines[i + 1].strip().startswith("import /etc/caddy/ripdep/paths/*.caddy")
-    assert lines[-1].startswith("import /etc/caddy/ripdep/hosts/*.caddy")
+    assert lines[-2].startswith("import /etc/caddy/ripdep/hosts/*.caddy")
+    assert lines[-1].startswith("import /etc/caddy/ripdep/metrics/*.caddy")  # the scrape site (fleet.md)
     for original in DEBIAN_CADDYFILE.splitlines():
         assert original in lines
 
