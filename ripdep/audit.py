@@ -21,7 +21,7 @@ from ripdep.paths import PATHS, Paths
 
 # the commands that change the host (with --check they change nothing and are not recorded)
 MUTATING = frozenset({"init", "deploy", "start", "stop", "restart", "config set", "config unset", "secret set",
-                      "secret rotate", "secret unset", "backup", "restore", "destroy", "run", "rollback"})
+                      "secret rotate", "secret unset", "backup", "restore", "destroy", "run", "rollback", "apply"})
 MAX_CHANGES = 200
 MAX_TEXT = 2000
 MIN_SECRET = 4  # shorter stored values are not scrubbed (they would blank out ordinary words)

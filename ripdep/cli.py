@@ -11,7 +11,7 @@ from typing import NoReturn
 import click
 
 from ripdep import BUILD
-from ripdep.errors import EXIT_INTERNAL, RipdepError
+from ripdep.errors import EXIT_INTERNAL, BadInput, RipdepError
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print only a JSON document on stdout.")
 DEBUG = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
@@ -160,14 +160,30 @@ def run_command(command: str, app: str, call, as_json: bool, debug: bool, check:
               help="Install this manifest as /etc/ripdep/apps/APP.toml and deploy it.")
 @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--diff", "show_diff", is_flag=True, help="Show unified diffs of unit, env (secrets masked) and route.")
+@click.option("--like", "like", metavar="OTHER", shell_complete=complete_app,
+              help="A new app as a copy of OTHER: same source and settings, its own user, database, port, route "
+                   "and secrets (never copied).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="With --like: an env value of the copy, or route.host / route.path / route.tls.")
 @JSON
 @DEBUG
-def deploy(app: str, manifest_file: Path | None, check: bool, show_diff: bool, as_json: bool, debug: bool) -> None:
+def deploy(app: str, manifest_file: Path | None, check: bool, show_diff: bool, like: str | None,
+           sets: tuple[str, ...], as_json: bool, debug: bool) -> None:
     """Deploy APP: user, database, secrets, code, hardened unit, Caddy route; then health-check it."""
     from ripdep import engine
 
-    run_command("deploy", app, lambda progress: engine.deploy(app, manifest_file, check=check, progress=progress),
-                as_json, debug, check, show_diff)
+    def call(progress):
+        if like is None:
+            if sets:
+                raise BadInput("--set goes with --like", hint="change an app's env with ripdep config set")
+            return engine.deploy(app, manifest_file, check=check, progress=progress)
+        if manifest_file is not None:
+            raise BadInput("--like and --manifest: give one of them")
+        from ripdep.like import deploy_like
+
+        return deploy_like(app, like, sets, check=check, progress=progress)
+
+    run_command("deploy", app, call, as_json, debug, check, show_diff)
 
 
 def _unit_command(name: str, doc: str) -> None:
@@ -499,6 +515,78 @@ def rollback(app: str, release: str | None, with_data: bool, yes: bool, as_json:
 
     run_command("rollback", app, lambda progress: rollback_mod.rollback(app, release, with_data, yes, progress=progress),
                 as_json, debug)
+
+
+def _fleet_report(command: str, outcomes, error, as_json: bool, check: bool) -> None:
+    """plan/apply: one envelope with every app's outcome, or a table; the exit code says the rest."""
+    from ripdep import report
+
+    steps = [s for o in outcomes for s in o.steps]
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    msg = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no apps"
+    outcome(command, None, steps, error, check)
+    if as_json:
+        report.print_json(report.envelope(command, None, steps=steps, check=check, msg=msg, error=error,
+                                          data={"apps": [o.as_dict() for o in outcomes]}))
+    else:
+        width = max([len(o.app) for o in outcomes] + [3])
+        print(f"{'APP':<{width}}  {'OUTCOME':<10} {'CHANGES':>7}  RELEASE")
+        for o in outcomes:
+            note = f"  {o.error['message']}" if o.error else ""
+            print(report.printable(f"{o.app:<{width}}  {o.outcome:<10} {len(o.actions):>7}  {o.release or '-'}{note}"))
+        print(msg)
+    if error is not None:
+        sys.exit(error.exit_status)
+
+
+@main.command()
+@click.argument("apps", nargs=-1, shell_complete=complete_app)
+@JSON
+@DEBUG
+def plan(apps: tuple[str, ...], as_json: bool, debug: bool) -> None:
+    """What a deploy of every app (or APPS) would change, changing nothing: drift, new code, stopped
+    services. Exit 0 in sync, 14 changes pending, 15 an app could not be planned."""
+    from ripdep import fanout
+    from ripdep.errors import ChangesPending, FleetFailed
+
+    outcomes = attempt("plan", lambda: fanout.plan(fanout.select(apps, False)), as_json, debug, check=True)
+    failed = [o.app for o in outcomes if o.outcome == "error"]
+    pending = [o.app for o in outcomes if o.outcome in ("changes", "busy")]
+    error = (FleetFailed(f"could not plan {', '.join(failed)}") if failed else
+             ChangesPending(f"changes pending: {', '.join(pending)}", hint="ripdep apply APP... (or --all)")
+             if pending else None)
+    _fleet_report("plan", outcomes, error, as_json, True)
+
+
+@main.command()
+@click.argument("apps", nargs=-1, shell_complete=complete_app)
+@click.option("--all", "every", is_flag=True, help="Every app ripdep manages.")
+@click.option("--parallel", default=1, show_default=True, help="Apps converged at the same time (after the canaries).")
+@click.option("--canary", default=0, show_default=True, help="Converge the first N apps one by one first.")
+@click.option("--keep-going", is_flag=True, help="Go on after a failed app instead of stopping the fan-out.")
+@JSON
+@DEBUG
+def apply(apps: tuple[str, ...], every: bool, parallel: int, canary: int, keep_going: bool, as_json: bool,
+          debug: bool) -> None:
+    """Deploy APPS (or --all) from their installed manifests: the canaries first, then N at a time; the
+    first failure stops the fan-out (exit 15) and the apps not started are reported as skipped."""
+    from ripdep import fanout, report
+    from ripdep.errors import FleetFailed
+
+    def call():
+        chosen = fanout.select(apps, every, need_choice=True)
+        say = (lambda o: None) if as_json else \
+            (lambda o: print(report.printable(f"{o.app}: {o.outcome}"), file=sys.stderr))
+        return fanout.apply(chosen, parallel, canary, keep_going, progress=say)
+
+    outcomes = attempt("apply", call, as_json, debug)
+    failed = [o.app for o in outcomes if o.outcome == "failed"]
+    skipped = [o.app for o in outcomes if o.outcome == "skipped"]
+    error = FleetFailed(f"failed: {', '.join(failed)}" + (f"; skipped: {', '.join(skipped)}" if skipped else ""),
+                        hint="ripdep plan shows what is left; ripdep releases APP what each serves") if failed else None
+    _fleet_report("apply", outcomes, error, as_json, False)
 
 
 @main.command(name="run")

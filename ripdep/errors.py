@@ -22,6 +22,8 @@ EXIT_DEGRADED = 10  # status --strict: an app is failed, or failing its health c
 EXIT_BACKUP = 11  # a backup failed its checksums or its restore verification
 EXIT_ROLLED_BACK = 12  # the new release failed its health check or watch; the previous one serves again
 EXIT_RELEASE = 13  # the release phase (its backup or its command) failed; the old release still serves
+EXIT_PENDING = 14  # plan: at least one app would change (drift, new code, a stopped service) or is busy
+EXIT_FLEET = 15  # plan/apply: at least one app failed; the others' outcomes are in the report
 
 CODE_TO_EXIT = {
     "internal": EXIT_INTERNAL,
@@ -37,6 +39,8 @@ CODE_TO_EXIT = {
     "backup_invalid": EXIT_BACKUP,
     "rolled_back": EXIT_ROLLED_BACK,
     "release_failed": EXIT_RELEASE,
+    "changes_pending": EXIT_PENDING,
+    "fleet_failed": EXIT_FLEET,
 }
 
 
@@ -106,3 +110,11 @@ class RolledBack(RipdepError):
 
 class ReleaseFailed(RipdepError):
     code = "release_failed"
+
+
+class ChangesPending(RipdepError):
+    code = "changes_pending"
+
+
+class FleetFailed(RipdepError):
+    code = "fleet_failed"

@@ -67,8 +67,9 @@ class Container:
         self.sh(f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(path)} && chmod {mode} {shlex.quote(path)}",
                 input=text, check=True)
 
-    def ripdep(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-        return self.run("ripdep", *args, env=env, check=check, timeout=180)
+    def ripdep(self, *args: str, env: dict | None = None, check: bool = False,
+               timeout: float = 180) -> subprocess.CompletedProcess:
+        return self.run("ripdep", *args, env=env, check=check, timeout=timeout)
 
     def deploy_json(self, app: str, *args: str, env: dict | None = None) -> tuple[int, dict]:
         proc = self.ripdep("deploy", app, "--json", *args, env=env)
