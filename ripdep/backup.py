@@ -378,10 +378,29 @@ def _fill(spec: AppSpec, tmp: Path, name: str, paths: Paths, progress) -> None:
     import tomli_w
 
     facts = {"app": app, "time": name, "ripdep_version": __version__, "database": spec.database,
-             "postgresql_version": pg_version or "", "database_locale": locale or "", "sizes": sizes}
+             "postgresql_version": pg_version or "", "database_locale": locale or "", "sizes": sizes,
+             **live_facts(spec, paths)}
     fs.write_file(tmp / "backup.toml", tomli_w.dumps(facts).encode(), mode=0o600)
     write_sums(tmp, known)
     fs.fsync_dir(tmp)
+
+
+def live_facts(spec: AppSpec, paths: Paths) -> dict:
+    """What served while the backup was taken (nothing is stopped for it): the live release and the
+    [processes] units that were running, so a restore can say what the data belonged to."""
+    from ripdep.host.systemd import Bus
+    from ripdep.state import read_state
+
+    state = read_state(spec.name, paths)
+    units = [u for n, p in spec.processes.items() for u in paths.process_unit_names(spec.name, n, p.count)]
+    running = []
+    if units:
+        bus = Bus()
+        try:
+            running = [u for u in units if bus.active_state(u) == "active"]
+        finally:
+            bus.close()
+    return {"release": state.release if state else "", "processes": running}
 
 
 def backup_locale(folder: Path, spec: AppSpec) -> str | None:

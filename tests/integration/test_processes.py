@@ -132,3 +132,16 @@ def test_destroy_removes_every_process_and_job(ct):
     assert ct.ripdep("destroy", "procs-gone", "--yes", "--backup").returncode == 0
     left = ct.sh("ls /etc/systemd/system | grep '^ripdep-procs-gone' || true").stdout.strip()
     assert left == "" and ct.show("ripdep-procs-gone.worker.service", "ActiveState") == "inactive"
+
+
+def test_a_backup_stops_nothing_and_records_what_ran(ct, shop):
+    web, worker = shop.main_pid(), int(ct.show("ripdep-procs.worker.service", "MainPID"))
+    proc = ct.ripdep("backup", "procs", "--json")
+    assert proc.returncode == 0, proc.stdout
+    folder = json.loads(proc.stdout)["data"]["backup"]["path"]
+    facts = ct.run("cat", f"{folder}/backup.toml", check=True).stdout
+    assert 'processes = [\n    "ripdep-procs.worker.service",\n]' in facts or \
+        'processes = ["ripdep-procs.worker.service"]' in facts, facts
+    release = json.loads(ct.ripdep("status", "procs", "--json").stdout)["data"]["apps"][0]["release"]
+    assert f'release = "{release}"' in facts
+    assert shop.main_pid() == web and int(ct.show("ripdep-procs.worker.service", "MainPID")) == worker
