@@ -152,7 +152,7 @@ NOT_SANDBOX = re.compile(r"(Id|Names|Description|Transient|FragmentPath|SourcePa
                          r"Inactive\w*|StateChange\w*|Condition\w*|Assert\w*|After|Before|Wants|WantedBy|"
                          r"ConsistsOf|Requires\w*|StartLimit\w*|Memory(Current|Available)|CPUUsageNSec|TasksCurrent|"
                          r"IP(Ingress|Egress)\w+|IO\w+(Bytes|Operations)|NRestarts|StatusText|Result|UID|GID|"
-                         r"DropInPaths|NeedDaemonReload|CanReload|CanStart|CanStop|Perpetual|Triggered\w*)")
+                         r"DropInPaths|NeedDaemonReload|CanReload|CanStart|CanStop|Perpetual|Triggered\w*|OnFailure\w*)")
 
 
 def hold(ct, *apps: str) -> dict[str, str]:
