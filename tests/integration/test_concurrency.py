@@ -3,7 +3,7 @@
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import App, manifest
+from conftest import App, CT, manifest
 
 
 def test_eight_parallel_deploys_get_eight_distinct_ports(ct):
@@ -48,8 +48,6 @@ def test_concurrent_deploy_of_one_app_gets_the_lock_code(probe_factory, ct):
 
 
 def ct_exec(ct):
-    from conftest import CT
-
     return [str(CT), "exec"]
 
 

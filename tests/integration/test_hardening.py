@@ -3,7 +3,7 @@ operation, as the same user, from an unhardened transient unit, succeeds."""
 
 import pytest
 
-from conftest import manifest
+from conftest import App, manifest
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,6 @@ def test_no_connection_beyond_loopback(probe, ct):
     # its own network namespace has no route anywhere
     assert not inside["ok"] and "unreachable" in inside["error"], inside
     # with network.egress it shares the host's network: IPAddressDeny= drops what is not allowed
-    from conftest import App, manifest
 
     out = App(ct, "egress-probe")
     assert out.deploy(manifest(raw='[network]\negress = ["192.0.2.20"]\n'))[0] == 0

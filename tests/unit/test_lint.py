@@ -37,3 +37,11 @@ def test_test_modules_have_unique_names():
     # tests/unit and tests/integration make the whole run fail at collection
     names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_integration_tests_import_conftest_at_module_level_only():
+    # tests/unit and tests/integration each have a conftest.py, both imported as "conftest": an
+    # import inside a test function runs after both were loaded and gets whichever came last
+    inside = [f"{p.name}:{n}" for p in (ROOT / "tests" / "integration").glob("test_*.py")
+              for n, line in enumerate(p.read_text().splitlines(), 1) if line.startswith(" ") and "from conftest" in line]
+    assert not inside, inside
