@@ -59,3 +59,46 @@ def test_a_template_error_never_shows_a_secret_value(world, template):
     for part in (token, token[:20], token.upper(), token[:20].upper()):
         assert part not in shown
     assert "files.app.yaml" in caught.value.message  # still says which file fails
+
+
+# --- app names that are the names of ripdep init's own units -----------------------------------
+
+@pytest.mark.parametrize("app", ["fleet", "notify"])
+def test_an_app_cannot_be_named_after_ripdep_inits_own_units(app):
+    """App "fleet" has the unit ripdep-fleet.service, app "notify" ripdep-notify.service: the names
+    of the root units `ripdep init` installs (fleet check, notification delivery)."""
+    from ripdep import fleet, names
+    from ripdep.errors import BadInput
+
+    assert Paths().unit_name(app) in (fleet.FLEET_UNIT, fleet.NOTIFY_UNIT)
+    with pytest.raises(BadInput, match="reserved"):
+        names.check_app_name(app)
+
+
+def test_init_never_overwrites_an_apps_unit_with_its_own_root_unit(tmp_path):
+    """An app named fleet deployed before an upgrade: the rerun of `ripdep init` replaced its unit
+    file with the root fleet check (no marker check), and the fleet timer then ran it."""
+    from ripdep import fleet
+    from ripdep.errors import Conflict
+    from ripdep.host.fs import FileState
+    from ripdep.hostconfig import HostConfig
+
+    paths = Paths(tmp_path)
+    app_unit = paths.units / fleet.FLEET_UNIT
+    app_text = b"# managed by ripdep: app fleet\n[Service]\nExecStart=/srv/ripdep/fleet/run\n"
+
+    class Host:
+        def read_file(self, path):
+            return FileState(app_text, 0o644, 0, 0) if path == app_unit else FileState(None)
+
+        def dir_mode(self, path):
+            return None
+
+        def is_link(self, path):
+            return False
+
+        def active_state(self, name):
+            return "inactive"
+
+    with pytest.raises(Conflict, match="not written by ripdep init"):
+        fleet.init_step(Host(), paths, HostConfig())
