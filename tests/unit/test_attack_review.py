@@ -102,3 +102,46 @@ def test_init_never_overwrites_an_apps_unit_with_its_own_root_unit(tmp_path):
 
     with pytest.raises(Conflict, match="not written by ripdep init"):
         fleet.init_step(Host(), paths, HostConfig())
+
+
+# --- notifications: an app's own text leaves the host through the webhook -----------------------
+
+@pytest.fixture
+def fleet_root(tmp_path, monkeypatch):
+    from ripdep.paths import PATHS
+
+    real = PATHS.root
+    object.__setattr__(PATHS, "root", tmp_path)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    PATHS.host_config.parent.mkdir(parents=True)
+    PATHS.host_config.write_text('notify_command = "/bin/true"\n')
+    yield PATHS
+    object.__setattr__(PATHS, "root", real)
+
+
+EXFIL = "card=4111111111111111;pw=hunter2;see-https://evil.example/run-this-as-root"
+
+
+@pytest.mark.xfail(strict=True, reason="BackupInvalid/HealthCheckFailed messages embed tool output the app "
+                   "controls (pg_restore's stderr quoting its CHECK constraint, tar's file names, the first "
+                   "60 bytes of a raw health answer); notify sends error.message to the webhook/command")
+def test_a_failure_event_carries_no_text_the_app_wrote(fleet_root):
+    """An app without egress (PrivateNetwork=) makes its own backup fail at will with an
+    unrestorable CHECK constraint whose text is whatever it wants to send; pg_restore quotes it, the
+    scheduled `ripdep backup` fails, and the backup_failed event's detail takes it to the webhook (or
+    the root notify command's stdin) — a way out of its network namespace, and text of its choosing
+    in the operators' alert channel."""
+    import json
+
+    from ripdep import fleet
+    from ripdep.errors import BackupInvalid
+
+    stderr = ('pg_restore: error: could not execute query: ERROR:  check constraint "c" of relation "t" is '
+              f"violated by some row\nCommand was: ALTER TABLE public.t ADD CONSTRAINT c CHECK (x <> '{EXFIL}');")
+    # what backup.require_verified raises for it (backup.py: "failed verification: {info.verify_error}")
+    fleet.after_command("backup", "hello", (), BackupInvalid(
+        f"backup 20260101T000000Z of hello failed verification: {stderr}"))
+    [spooled] = fleet_root.notify_spool.glob("*.json")
+    detail = json.loads(spooled.read_text())["event"]["detail"]
+    assert detail.startswith("ripdep backup hello: ")
+    assert "evil.example" not in detail and "4111" not in detail
