@@ -176,3 +176,31 @@ def test_a_backup_from_elsewhere_cannot_give_its_app_another_apps_ssm_secrets(tm
     assert backup.check_contents(folder, "moved", owner=ME) == []
     with pytest.raises(BackupInvalid):
         backup.check_manifest(folder, "moved")
+
+
+# --- metrics: an app's own scrape posing as ripdep's series ----------------------------------
+
+def test_the_documented_scrape_config_drops_ripdep_series_an_app_serves(tmp_path):
+    """The alert rules match ripdep_* series of any job: an app serving
+    `ripdep_metrics_generated_timestamp_seconds 0` on its metrics path fired the fleet-wide
+    RipdepMetricsStale alert (and ripdep_app_drift 1 a drift alert of its own)."""
+    import re
+    import shutil
+    import subprocess
+
+    import yaml
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "fleet.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", docs, re.S) if "ripdep-apps" in b)
+    config = yaml.safe_load(block)
+    apps = next(j for j in config["scrape_configs"] if j["job_name"] == "ripdep-apps")
+    drops = [r for r in apps.get("metric_relabel_configs", []) if r.get("action") == "drop"
+             and r.get("source_labels") == ["__name__"]]
+    assert any(re.fullmatch(r["regex"], "ripdep_metrics_generated_timestamp_seconds") for r in drops)
+    if shutil.which("promtool"):
+        config["rule_files"] = []
+        (tmp_path / "targets.json").write_text("[]")
+        apps["file_sd_configs"][0]["files"] = [str(tmp_path / "targets.json")]
+        (tmp_path / "p.yml").write_text(yaml.safe_dump(config))
+        proc = subprocess.run(["promtool", "check", "config", str(tmp_path / "p.yml")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
