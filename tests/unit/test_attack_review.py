@@ -204,3 +204,32 @@ def test_the_documented_scrape_config_drops_ripdep_series_an_app_serves(tmp_path
         (tmp_path / "p.yml").write_text(yaml.safe_dump(config))
         proc = subprocess.run(["promtool", "check", "config", str(tmp_path / "p.yml")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- metrics: root's write into node_exporter's textfile folder ----------------------------------
+
+def test_the_textfile_write_never_changes_the_mode_of_a_file_swapped_in(tmp_path, monkeypatch):
+    """/var/lib/prometheus (Debian: prometheus's own) holds the textfile folder, so the prometheus
+    user can put a folder of its own there. write_atomic opened its temporary file without following
+    a link, then chmod'ed it by name: a link swapped in meanwhile made root chmod 0644 its target
+    (/etc/shadow, say)."""
+    from ripdep import metrics
+
+    folder = tmp_path / "node-exporter"
+    folder.mkdir()
+    victim = tmp_path / "shadow"
+    victim.write_text("root:$y$...\n")
+    os.chmod(victim, 0o600)
+    real_fsync = os.fsync
+
+    def swap(fd):  # the other user's move, between the write and the chmod
+        real_fsync(fd)
+        for tmp in folder.glob(".ripdep.prom.*.tmp"):
+            tmp.unlink()
+            tmp.symlink_to(victim)
+    monkeypatch.setattr(os, "fsync", swap)
+    try:
+        metrics.write_atomic(folder / metrics.TEXTFILE, b"ripdep_apps 1\n")
+    except OSError:
+        pass  # refusing is fine; changing the victim is not
+    assert victim.stat().st_mode & 0o777 == 0o600
