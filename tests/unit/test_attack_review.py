@@ -233,3 +233,22 @@ def test_the_textfile_write_never_changes_the_mode_of_a_file_swapped_in(tmp_path
     except OSError:
         pass  # refusing is fine; changing the victim is not
     assert victim.stat().st_mode & 0o777 == 0o600
+
+
+# --- the release command's ${VAR}: accepted by the manifest, never expanded ----------------------
+
+@pytest.mark.xfail(strict=True, reason="spec._check_start_variables accepts ${NAME} in `release`, but "
+                   "release_phase.release_argv doubles every $ (run.exec_word): the command gets the literal text")
+def test_a_release_command_variable_is_refused_or_expanded():
+    from ripdep.errors import BadInput
+    from ripdep.release_phase import release_argv
+    from ripdep.spec import parse_manifest
+
+    try:
+        spec = parse_manifest("shop", {"source": "/srv/src/shop", "start": ["/usr/bin/python3", "app.py"],
+                                       "release": ["bin/migrate", "--port", "${PORT}"]},
+                              Path("/srv/src/shop/ripdep.toml"))
+    except BadInput:
+        return  # refused: fine
+    argv = release_argv("shop", "[Service]\nUser=shop\n", list(spec.release), "u.service", "/usr/bin/systemd-run")
+    assert "${PORT}" in argv  # left for systemd to expand, as in start
