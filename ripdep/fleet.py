@@ -108,6 +108,8 @@ LOGROTATE = """# managed by ripdep: the audit log (docs/fleet.md)
 def init_step(host, paths: Paths, settings):
     """ripdep init: folders, the units (timer enabled and started), the logrotate snippet."""
     from ripdep.resources import Action, Change, EnsureDir, Step, Symlink, Systemctl, WriteFile
+    from ripdep.errors import Conflict
+    from ripdep.resources.file import has_marker
 
     changes = []
     for folder, mode in ((paths.audit_log.parent, 0o700), (paths.notify_spool.parent, 0o700),
@@ -119,7 +121,15 @@ def init_step(host, paths: Paths, settings):
     files[paths.root / "etc/logrotate.d/ripdep"] = LOGROTATE
     unit_changed = False
     for path, text in files.items():
-        if host.read_file(path).content != text.encode():
+        current = host.read_file(path).content
+        # ripdep's own host file (any version's first line): never an app's unit of the same name
+        # (an app named fleet or notify before those names were reserved) or someone else's file
+        if current is not None and (not has_marker(current, "# managed by ripdep: ")
+                                    or has_marker(current, "# managed by ripdep: app ")):
+            raise Conflict(f"{path} exists and was not written by ripdep init",
+                           hint="an app of that name (or someone else) owns it: ripdep init installs its root units "
+                                "only once the file is gone; nothing of it was changed")
+        if current != text.encode():
             unit_changed = unit_changed or path.parent == paths.units
             changes.append(Change(f"file:{path}", Action.UPDATE, f"write {path}",
                                   ops=(WriteFile(path, text.encode(), 0o644, dirs=((path.parent, 0o755),)),)))

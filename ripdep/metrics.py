@@ -201,14 +201,21 @@ def write_atomic(path: Path, content: bytes, mode: int = 0o644) -> bool:
             return False
     except OSError:
         pass
+    # The folder may be another user's to write (node_exporter's sits in prometheus's own
+    # /var/lib/prometheus): a new file of root's (O_EXCL, never a link, FIFO or file someone put
+    # there), its mode set on the descriptor, never by name (a link swapped in would take it).
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        os.unlink(tmp)  # left by a run that was killed (the name, never what it points at)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

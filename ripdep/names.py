@@ -28,7 +28,8 @@ RESERVED_NAMES = frozenset(
     adm wheel staff users tty disk kmem dialout cdrom floppy audio video plugdev netdev operator
     shadow utmp tape voice src sasl input sgx kvm render lpadmin polkitd dbus syslog tss uuidd
     dnsmasq avahi ntp chrony www http nginx apache mysql redis template0 template1 public
-    pg-database-owner ripdep-apps list""".split()
+    pg-database-owner ripdep-apps list
+    fleet notify""".split()  # ripdep-fleet.service, ripdep-notify.service: ripdep init's root units
 )
 RESERVED_PREFIXES = ("systemd-", "pg-", "ripdep-")
 

@@ -92,12 +92,23 @@ def render_file(ctx: Context, name: str, masked: bool = False) -> bytes:
                                 f"credential({key!r}) with delivery = \"credentials\"")
         if key not in ctx.secrets:
             raise BadInput(f"{where}: secret({key!r}) is not a secret of this app")
-        return MASK if masked else ctx.secrets[key].reveal()
+        if masked:
+            return MASK
+        revealed.append(key)
+        return ctx.secrets[key].reveal()
+
+    revealed: list[str] = []
 
     env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                                         keep_trailing_newline=True)
+    leaked = False
     try:
-        out = env.from_string(text).render(**variables(ctx), credential=credential, secret=secret)
+        try:
+            out = env.from_string(text).render(**variables(ctx), credential=credential, secret=secret)
+        except Exception:
+            if not revealed:
+                raise
+            leaked = True  # reported below, outside this handler: no exception chain holds the value
     except jinja2.TemplateError as e:
         lineno = getattr(e, "lineno", None)
         line = f" line {lineno}" if lineno else ""
@@ -110,10 +121,25 @@ def render_file(ctx: Context, name: str, masked: bool = False) -> bytes:
         raise BadInput(f"{where}: template {conf.template} does not render in bounded time and size") from None
     except Exception as e:  # 1/0, "a" + 1, an include without a loader: the template is wrong
         raise BadInput(f"{where}: template {conf.template}: {type(e).__name__}: {e}") from None
+    if leaked:
+        masked_error(ctx, name)
     data = out.encode()
     if len(data) > MAX_OUTPUT:
         raise BadInput(f"{where}: template {conf.template} renders {len(data)} bytes, more than {MAX_OUTPUT}")
     return data
+
+
+def masked_error(ctx: Context, name: str) -> None:
+    """A template failed after it was given a secret's value: its error may hold the value, or a
+    part of it (a lookup keyed by the secret: "'dict object' has no attribute '<value>'"). Raise
+    the error of a rendering with every secret masked instead, or, when only the real values make it
+    fail, one that says so without any detail."""
+    conf = ctx.spec.files[name]
+    render_file(ctx, name, masked=True)
+    raise BadInput(f"manifest key 'files.{name}': template {conf.template} fails only with the secrets' real "
+                   "values; the error is not shown (it may contain one)",
+                   hint="render it with secret(\"KEY\") used as a plain value; a template that branches or "
+                        "looks up on a secret cannot be checked without showing it") from None
 
 
 def hidden(_live) -> bytes:

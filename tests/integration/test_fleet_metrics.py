@@ -31,6 +31,10 @@ scrape_configs:
     file_sd_configs:
       - files: [/var/lib/ripdep/metrics/targets.json]
         refresh_interval: 2s
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: "ripdep_.*"
+        action: drop
 """
 
 
