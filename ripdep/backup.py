@@ -310,10 +310,28 @@ def check_manifest(folder: Path, app: str) -> AppSpec:
         if not PurePosixPath(source).is_absolute():
             raise BadInput(f"manifest key 'source': {source!r} is relative; a backup's manifest names its "
                            "code by an absolute path", hint="restore it into an app that exists, or fix the manifest")
+        untrusted_reach(spec)
     except RipdepError as e:
         raise BackupInvalid(f"the manifest in backup {folder.name} is refused: {e.message}; nothing was changed",
                             hint=e.hint, details=e.details) from None
     return spec
+
+
+def untrusted_reach(spec: AppSpec) -> None:
+    """A backup from elsewhere chooses its app's start command: it must not also choose what that
+    command can reach. SSM names must be the app's own (its name as a path segment, the rule --like
+    uses: the host's role reads every app's parameters), and no network.egress (a way out)."""
+    app = spec.name
+    names_used = [f"ssm:{s.ssm_name}" for s in spec.secrets.values() if s.kind == "ssm"] + \
+        [f"ssm:{p}" for p in spec.secrets_from]
+    for name in names_used:
+        if f"/{app}/" not in name:
+            raise BadInput(f"manifest key 'secrets': {name} is not one of app {app}'s SSM parameters (no /{app}/ "
+                           "in its name): a restored backup may only fetch the app's own",
+                           hint=f"deploy {app} from a manifest you reviewed first, then restore into it")
+    if spec.egress:
+        raise BadInput("manifest key 'network.egress': an app created from a backup gets no egress",
+                       hint=f"deploy {app} from a manifest you reviewed first, then restore into it")
 
 
 def _new_name(root: Path) -> str:

@@ -238,7 +238,10 @@ def after_failure(command: str, app: str | None, error, paths: Paths = PATHS) ->
         return  # a typo or a busy app is the caller's to see, not a silent failure
     if error.code == "rolled_back":  # the release engine switched back to the previous release
         event = "rollback"
-    emit(app, event, f"ripdep {command} {app}: {error.code}: {error.message}", paths)
+    # ripdep's own words only: a message may quote what the app wrote (pg_restore's error about its
+    # data, a file name in its state dir, its health answer), and an event leaves the host
+    emit(app, event, f"ripdep {command} {app}: {error.code} (exit {error.exit_status}); "
+                     f"the message and details: ripdep history {app}", paths)
 
 
 # state of the periodic check: what was already announced, so that each condition raises one event

@@ -22,13 +22,15 @@ OUTPUT_LINES = 20
 
 def release_argv(app: str, unit_text: str, command: list[str], unit: str, systemd_run: str) -> list[str]:
     """systemd-run for the release command (pure): the unit's sandbox properties, no terminal and
-    no pipe (its output is the journal's), the command after "--" with every $ doubled (run.py)."""
-    from ripdep.run import exec_word, sandbox_properties
+    no pipe (its output is the journal's), the command after "--" with ${NAME} left for PID 1 to
+    expand as in `start` (spec.py checked each name) and every other $ doubled."""
+    from ripdep.render import variables_only
+    from ripdep.run import sandbox_properties
 
     return [systemd_run, f"--unit={unit}", f"--description=ripdep release phase of {app}", "--quiet", "--wait",
             "--collect", "--service-type=oneshot", "--property=TimeoutStartSec=infinity",
             *(f"--property={p}" for p in sandbox_properties(unit_text)),
-            "--", command[0], *(exec_word(w) for w in command[1:])]
+            "--", command[0], *(variables_only(w) for w in command[1:])]
 
 
 def run_release_phase(ctx, release_id: str) -> None:

@@ -123,12 +123,16 @@ def start_word(word: str) -> str:
     """One word of the manifest's start for ExecStart=: like systemd_word, except that ${NAME}
     (checked against the app's own variables in spec.py) is left for systemd to expand; $$ and any
     other $ reach the app as a literal $."""
+    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{variables_only(escaped)}"'
+
+
+def variables_only(word: str) -> str:
+    """The word with every $ that is not a ${NAME} doubled, for systemd to expand exactly those
+    (ExecStart= lines, and the argv systemd-run hands to PID 1 for the release phase)."""
     from ripdep.spec import START_VARIABLE
 
-    escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    escaped = START_VARIABLE.sub(lambda m: m.group(0) if m.group(1) is not None else "$$" + (m.group(2) or ""),
-                                 escaped)
-    return f'"{escaped}"'
+    return START_VARIABLE.sub(lambda m: m.group(0) if m.group(1) is not None else "$$" + (m.group(2) or ""), word)
 
 
 def env_file_value(value: str) -> str:

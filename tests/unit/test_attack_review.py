@@ -123,9 +123,6 @@ def fleet_root(tmp_path, monkeypatch):
 EXFIL = "card=4111111111111111;pw=hunter2;see-https://evil.example/run-this-as-root"
 
 
-@pytest.mark.xfail(strict=True, reason="BackupInvalid/HealthCheckFailed messages embed tool output the app "
-                   "controls (pg_restore's stderr quoting its CHECK constraint, tar's file names, the first "
-                   "60 bytes of a raw health answer); notify sends error.message to the webhook/command")
 def test_a_failure_event_carries_no_text_the_app_wrote(fleet_root):
     """An app without egress (PrivateNetwork=) makes its own backup fail at will with an
     unrestorable CHECK constraint whose text is whatever it wants to send; pg_restore quotes it, the
@@ -150,9 +147,6 @@ def test_a_failure_event_carries_no_text_the_app_wrote(fleet_root):
 
 # --- restore of an app not on this host: the backup's manifest chooses its SSM parameters ----------
 
-@pytest.mark.xfail(strict=True, reason="backup.check_manifest validates the backup's manifest as deploy does, "
-                   "so a crafted backup names any SSM parameter (or secrets_from the whole tree) of the host's "
-                   "AWS role, plus network.egress and start, for the app it creates")
 @pytest.mark.parametrize("extra", [
     'secrets_from = ["ssm:/ripdep/"]\n',  # every app's parameters, recursively
     '[secrets]\nDB = "ssm:/ripdep/shop-b/db-password"\n',  # another app's
@@ -235,10 +229,8 @@ def test_the_textfile_write_never_changes_the_mode_of_a_file_swapped_in(tmp_path
     assert victim.stat().st_mode & 0o777 == 0o600
 
 
-# --- the release command's ${VAR}: accepted by the manifest, never expanded ----------------------
+# --- the release command's ${VAR}: expanded by systemd, as in start ------------------------------
 
-@pytest.mark.xfail(strict=True, reason="spec._check_start_variables accepts ${NAME} in `release`, but "
-                   "release_phase.release_argv doubles every $ (run.exec_word): the command gets the literal text")
 def test_a_release_command_variable_is_refused_or_expanded():
     from ripdep.errors import BadInput
     from ripdep.release_phase import release_argv
