@@ -117,8 +117,8 @@ def plan_all(ctx: Context, manifest_file: Path | None, verb: Verb = DEPLOY) -> l
     steps += database.plan(ctx)
     steps.append(port.plan(ctx))
     steps.append(envfile.plan(ctx))
-    steps.append(files.plan(ctx))
     steps.append(code.plan(ctx))
+    steps.append(files.plan(ctx))  # after the code: a rollback renders the templates of its release
     proxy_step = proxy.plan(ctx)
     steps.append(proxy_step)
     unit_step = unit.plan(ctx)

@@ -29,8 +29,9 @@ MAX_OUTPUT = 4 * 1024 * 1024
 MASK = "********"
 
 
-def read_template(source: Path, relative: str, where: str) -> str:
-    """The template's text, opened one folder at a time below `source` without following a link."""
+def read_template(source: Path, relative: str, where: str, public: bool = True) -> str:
+    """The template's text, opened one folder at a time below `source` without following a link.
+    public=False: `source` is a release tree ripdep built (checked when it was copied; 0640 now)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     parts = Path(relative).parts
     fd = None
@@ -51,7 +52,7 @@ def read_template(source: Path, relative: str, where: str) -> str:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
             raise BadInput(f"{where}: {relative} is not a regular file")
-        if not st.st_mode & stat.S_IROTH:
+        if public and not st.st_mode & stat.S_IROTH:
             raise BadInput(f"{where}: {relative} is not readable by every user (chmod o+r): ripdep renders "
                            "only what the app could read itself")
         raw = f.read(MAX_TEMPLATE + 1)
@@ -78,7 +79,10 @@ def render_file(ctx: Context, name: str, masked: bool = False) -> bytes:
 
     conf = ctx.spec.files[name]
     where = f"manifest key 'files.{name}'"
-    text = read_template(ctx.spec.source, conf.template, where)
+    if ctx.pin is not None:  # a rollback: the templates of the release it goes back to
+        text = read_template(ctx.paths.releases_root(ctx.app) / ctx.pin.tree, conf.template, where, public=False)
+    else:
+        text = read_template(ctx.spec.source, conf.template, where)
 
     def credential(key: str) -> str:
         if key not in ctx.spec.secrets or ctx.spec.delivery != "credentials":

@@ -167,3 +167,14 @@ def test_sigkill_at_every_step_of_a_releasing_deploy_converges_to_one_live_relea
         assert [r["live"] for r in app.releases()].count(True) == 1
         code, doc = app.deploy(app.text())
         assert code == 0 and not doc["changed"], (n, doc["actions"])
+
+
+def test_a_revert_renders_the_files_of_the_release_it_goes_back_to(ct, rel):
+    app = rel("rel-files", extra='[files]\n"conf.txt" = "conf.j2"\n')
+    ct.write(f"{app.source}/conf.j2", "made by release one on {{ PORT }}\n", mode="0644")
+    assert app.ship("ok 1")[0] == 0
+    ct.write(f"{app.source}/conf.j2", "made by release two\n", mode="0644")
+    code, doc = app.ship("unhealthy 2")
+    assert code == 12, doc
+    conf = ct.run("cat", "/etc/ripdep/files/rel-files/conf.txt", check=True).stdout
+    assert conf.startswith("made by release one on "), conf
