@@ -5,6 +5,8 @@ interleaved (the two alternate within each round, which goes first alternating t
   python3 bench/in_container.py deploy   first deploy, no-change rerun, config set (+ ripdep --help)
   python3 bench/in_container.py status   status of 50 apps vs one systemctl show; list vs python3 -c pass
   python3 bench/in_container.py backup   backup + verification of a ~100 MB database vs pg_dump -Fc
+  python3 bench/in_container.py fleet    deploy --like (onboarding a copy), plan of 50 apps: absolute targets
+  python3 bench/in_container.py releases an app of 10,000 files / 250 MB: no-change rerun, one-file change
 
 Every row: median seconds of each side (min-max), the ratio of the medians, the issue's target for
 it, and the median peak RSS of the ripdep process. BENCH_N sets N (default 7).
@@ -173,6 +175,52 @@ def bench_backup():
     print_rows({})
 
 
+def single(name, argv_of, target, check=None, before=None):
+    """Medians of N runs of one command against an absolute target (the issue gives seconds)."""
+    samples = []
+    for i in range(N):
+        if before:
+            before(i)
+        elapsed, out = timed(argv_of(i))
+        samples.append(elapsed)
+        if check:
+            check(out)
+    median = statistics.median(samples)
+    print(f"| {name} | {median:.3f} ({min(samples):.3f}-{max(samples):.3f}) | ≤ {target} | "
+          f"{'yes' if median <= target else 'no'} |", flush=True)
+
+
+def bench_fleet(count=50):
+    print("| measure | ripdep s | target s | met |\n|---|---|---|---|")
+    timed(ripdep("deploy", "fl-0", "--manifest", str(MINAPP), "--json"))
+    single("deploy NEW --like APP (onboarding a copy, health-checked)",
+           lambda i: ripdep("deploy", f"fl-{i + 1}", "--like", "fl-0", "--json"), 2.0, changed(True))
+    for i in range(N + 1, count):
+        timed(ripdep("deploy", f"fl-{i}", "--like", "fl-0", "--json"))
+    single(f"plan of {count} apps (in sync)", lambda i: ripdep("plan", "--json"), 1.0)
+
+
+def bench_releases(files=10_000, size=25_000):
+    import shutil
+
+    source = Path("/srv/src/big-app")
+    shutil.rmtree(source, ignore_errors=True)
+    (source / "venv").mkdir(parents=True)
+    shutil.copy(MINAPP.parent / "index.html", source / "index.html")
+    for i in range(files - 1):
+        (source / "venv" / f"f{i:05d}.py").write_bytes(os.urandom(size))
+    os.system(f"chmod -R o+rX {source}")
+    manifest = Path("/root/big-app.toml")
+    manifest.write_text(MINAPP.read_text().replace('source = "."', f'source = "{source}"'))
+    timed(ripdep("deploy", "big-app", "--manifest", str(manifest), "--json"))
+    print(f"| measure ({files} files, {files * size / 1e6:.0f} MB) | ripdep s | target s | met |\n|---|---|---|---|")
+    single("no-change rerun", lambda i: ripdep("deploy", "big-app", "--json"), 0.25, changed(False))
+    single("one-file code change (new release, restart, health check)",
+           lambda i: ripdep("deploy", "big-app", "--json"), 1.5, changed(True),
+           before=lambda i: (source / "venv" / "f00001.py").write_bytes(os.urandom(size)))
+
+
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
-    {"deploy": bench_deploy, "status": bench_status, "backup": bench_backup}[sys.argv[1]]()
+    {"deploy": bench_deploy, "status": bench_status, "backup": bench_backup, "fleet": bench_fleet,
+     "releases": bench_releases}[sys.argv[1]]()
