@@ -85,14 +85,20 @@ def unit(s: spec.AppSpec) -> str:
     return render.render_unit(s, credentials=tuple(s.secrets) if s.delivery == "credentials" else ())
 
 
+DEPENDENCY = re.compile(r"(After|Before|Wants|Requires|PartOf|OnFailure|WantedBy|Unit)=([\w@.%-]+( [\w@.%-]+)*)")
+
+
 def directives(text: str) -> Counter:
-    """How often each directive name and section occurs; refuses lines a unit file cannot have."""
+    """How often each directive name and section occurs; refuses lines a unit file cannot have, and
+    dependency lines with anything but unit names in them (a comment glued on by a template)."""
     out = Counter()
     for line in text.split("\n"):
         if not line or line.startswith("#"):
             continue
         match = re.fullmatch(r"(\[[A-Za-z]+\])|([A-Za-z]+)=.*", line)
         assert match, f"not a unit file line: {line!r}"
+        if match.group(2) in ("After", "Before", "Wants", "Requires", "PartOf", "OnFailure", "WantedBy", "Unit"):
+            assert DEPENDENCY.fullmatch(line), f"not a list of unit names: {line!r}"
         out[match.group(1) or match.group(2)] += 1
     return out
 
