@@ -5,7 +5,9 @@ do is the drift (a hand-edited unit, env file or snippet, a stopped service, new
 source, a manifest edited in place). An app another run is deploying is reported busy at once.
 apply: the canary apps one by one, then the rest N at a time; by default the first failure stops
 the fan-out (what runs finishes) and the apps not started are reported as skipped. Each app is its
-own converge under its own lock, with its own release phase behind its own backup.
+own converge under its own lock, with its own release phase behind its own backup — in a child
+process of the same build (`ripdep deploy APP --json`): a run switches its effective uid to reach
+PostgreSQL as postgres, which in threads would switch it under the others' feet.
 """
 
 from __future__ import annotations
@@ -87,8 +89,46 @@ def plan(apps: list[str], paths: Paths = PATHS) -> list[AppOutcome]:
     return out
 
 
+def in_process(app: str, paths: Paths) -> AppOutcome:
+    """One app's deploy in this process (plan's way; tests use it with a fake engine)."""
+    t0 = time.monotonic()
+    try:
+        return _outcome(app, engine.deploy(app, None, paths=paths), None, t0, False, paths)
+    except RipdepError as e:
+        return _outcome(app, None, e, t0, False, paths)
+
+
+def in_child(app: str, paths: Paths) -> AppOutcome:
+    """One app's deploy as `ripdep deploy APP --json` run by this very build (its folder first on
+    the child's path), read back from the child's JSON document."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ripdep
+    from ripdep.resources import Change, Step
+
+    t0 = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(Path(ripdep.__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-m", "ripdep", "deploy", app, "--json"], capture_output=True,
+                          text=True, env=env, stdin=subprocess.DEVNULL)
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        error = {"code": "internal", "message": f"ripdep deploy {app} printed no JSON (exit {proc.returncode})",
+                 "hint": None, "details": proc.stderr.strip().splitlines()[-5:]}
+        return AppOutcome(app, "failed", [], error, _release(app, paths), time.monotonic() - t0)
+    actions = doc.get("actions") or []
+    steps = [Step(a["id"], [Change(a["id"], a["action"], a["detail"])]) for a in actions]
+    error = (doc.get("errors") or [None])[0]
+    kind = "failed" if doc.get("failed") else "applied" if actions else "unchanged"
+    return AppOutcome(app, kind, actions, error, _release(app, paths), time.monotonic() - t0, steps)
+
+
 def apply(apps: list[str], parallel: int = 1, canary: int = 0, keep_going: bool = False, paths: Paths = PATHS,
-          progress=lambda outcome: None) -> list[AppOutcome]:
+          progress=lambda outcome: None, runner=in_child) -> list[AppOutcome]:
     if parallel < 1:
         raise BadInput(f"--parallel {parallel}: at least 1")
     if canary < 0:
@@ -97,11 +137,7 @@ def apply(apps: list[str], parallel: int = 1, canary: int = 0, keep_going: bool 
     said = Lock()
 
     def one(app: str) -> AppOutcome:
-        t0 = time.monotonic()
-        try:
-            result = _outcome(app, engine.deploy(app, None, paths=paths), None, t0, False, paths)
-        except RipdepError as e:
-            result = _outcome(app, None, e, t0, False, paths)
+        result = runner(app, paths)
         with said:
             progress(result)
         return result

@@ -35,7 +35,7 @@ def engine(monkeypatch, tmp_path):
 def test_the_canaries_go_first_and_the_first_failure_stops_the_fan_out(engine):
     ran, failing, paths = engine
     failing.add("a05")
-    out = {o.app: o.outcome for o in fanout.apply(APPS, parallel=1, canary=2, paths=paths)}
+    out = {o.app: o.outcome for o in fanout.apply(APPS, parallel=1, canary=2, paths=paths, runner=fanout.in_process)}
     assert ran[:2] == ["a01", "a02"] and ran[-1] == "a05"
     assert [out[a] for a in APPS] == ["applied"] * 4 + ["failed"] + ["skipped"] * 7
 
@@ -43,17 +43,17 @@ def test_the_canaries_go_first_and_the_first_failure_stops_the_fan_out(engine):
 def test_a_failed_canary_stops_everything_and_keep_going_does_not(engine):
     ran, failing, paths = engine
     failing.add("a01")
-    out = fanout.apply(APPS, parallel=4, canary=2, paths=paths)
+    out = fanout.apply(APPS, parallel=4, canary=2, paths=paths, runner=fanout.in_process)
     assert ran == ["a01"] and [o.outcome for o in out].count("skipped") == 11
     ran.clear()
-    out = fanout.apply(APPS, parallel=4, canary=2, keep_going=True, paths=paths)
+    out = fanout.apply(APPS, parallel=4, canary=2, keep_going=True, paths=paths, runner=fanout.in_process)
     assert sorted(ran) == APPS and [o.outcome for o in out].count("failed") == 1
 
 
 def test_parallel_runs_never_start_an_app_after_a_failure(engine):
     ran, failing, paths = engine
     failing.add("a03")
-    out = {o.app: o.outcome for o in fanout.apply(APPS, parallel=3, paths=paths)}
+    out = {o.app: o.outcome for o in fanout.apply(APPS, parallel=3, paths=paths, runner=fanout.in_process)}
     assert out["a03"] == "failed" and out["a12"] == "skipped"
     assert all(out[a] in ("applied", "failed") for a in ran) and all(out[a] == "skipped" for a in APPS if a not in ran)
 
@@ -62,7 +62,7 @@ def test_parallel_runs_never_start_an_app_after_a_failure(engine):
 def test_bad_fan_out_numbers_are_refused(engine, parallel, canary):
     ran, _, paths = engine
     with pytest.raises(BadInput):
-        fanout.apply(APPS, parallel=parallel, canary=canary, paths=paths)
+        fanout.apply(APPS, parallel=parallel, canary=canary, paths=paths, runner=fanout.in_process)
     assert ran == []
 
 
