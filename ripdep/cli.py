@@ -439,16 +439,25 @@ def backup_take(app: str, as_json: bool, debug: bool) -> None:
 @DEBUG
 def backup_list(app: str, as_json: bool, debug: bool) -> None:
     """APP's backups: local and remote copies, with their verification."""
-    from ripdep import dataops, report
+    from ripdep import dataops
 
-    rows = attempt("backup list", lambda: dataops.list_backups(app), as_json, debug, app)
+    def line(r: dict) -> str:
+        state = {True: "verified", False: "FAILED", None: "unverified"}[r["verified"]] if r["local"] else "-"
+        return f"{r['name']}  local:{state if r['local'] else 'no'}  remote:{r['remote'] or '-'}  {r['size_bytes']} bytes"
+
+    list_rows("backup list", app, lambda: dataops.list_backups(app), "backup", line, as_json, debug)
+
+
+def list_rows(command: str, app: str, call, noun: str, line, as_json: bool, debug: bool) -> None:
+    """A command that lists an app's things: one envelope with data[NOUNs], or a line per row."""
+    from ripdep import report
+
+    rows = attempt(command, call, as_json, debug, app)
     if as_json:
-        report.print_json(report.envelope("backup list", app, msg=f"{len(rows)} backup(s)", data={"backups": rows}))
+        report.print_json(report.envelope(command, app, msg=f"{len(rows)} {noun}(s)", data={f"{noun}s": rows}))
         return
     for r in rows:
-        state = {True: "verified", False: "FAILED", None: "unverified"}[r["verified"]] if r["local"] else "-"
-        remote = r["remote"] or "-"
-        print(f"{r['name']}  local:{state if r['local'] else 'no'}  remote:{remote}  {r['size_bytes']} bytes")
+        print(report.printable(line(r)).rstrip())
 
 
 @main.command()
@@ -488,17 +497,13 @@ def destroy(app: str, yes: bool, take_backup: bool, check: bool, show_diff: bool
 @DEBUG
 def releases(app: str, as_json: bool, debug: bool) -> None:
     """APP's releases: id, time, code hash, what changed, outcome, which is live (docs/releases.md)."""
-    from ripdep import report
     from ripdep import rollback as rollback_mod
 
-    rows = attempt("releases", lambda: rollback_mod.list_releases(app), as_json, debug, app)
-    if as_json:
-        report.print_json(report.envelope("releases", app, msg=f"{len(rows)} release(s)", data={"releases": rows}))
-        return
-    for r in rows:
+    def line(r: dict) -> str:
         mark = "live" if r["live"] else "previous" if r["previous"] else ""
-        print(report.printable(f"{r['id']}  {r['code_hash'][:12]}  {r['changed'] or '-':<16} {r['outcome']:<12} "
-                               f"{mark:<8} {r['reason']}".rstrip()))
+        return f"{r['id']}  {r['code_hash'][:12]}  {r['changed'] or '-':<16} {r['outcome']:<12} {mark:<8} {r['reason']}"
+
+    list_rows("releases", app, lambda: rollback_mod.list_releases(app), "release", line, as_json, debug)
 
 
 @main.command()

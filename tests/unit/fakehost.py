@@ -291,3 +291,19 @@ class FakeHost:
 
     def close(self) -> None:
         pass
+
+
+def fake_world(tmp_path: Path, app_py: str = "print('hello')\n"):
+    """(paths, source): the host config on disk under tmp_path (no watch window after a release
+    switch: the engine tests are not about that wait), and a source folder with app.py. Everything
+    else is the FakeHost's."""
+    from ripdep.hostconfig import DEFAULT_TEXT
+    from ripdep.paths import Paths
+
+    paths = Paths(tmp_path / "root")
+    paths.host_config.parent.mkdir(parents=True)
+    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / "app.py").write_text(app_py)
+    return paths, source

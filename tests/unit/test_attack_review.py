@@ -6,21 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from fakehost import FakeHost
+from fakehost import FakeHost, fake_world
 from ripdep import engine
 from ripdep.errors import RipdepError
-from ripdep.hostconfig import DEFAULT_TEXT
 from ripdep.paths import Paths
 
 
 @pytest.fixture
 def world(tmp_path):
-    paths = Paths(tmp_path / "root")
-    paths.host_config.parent.mkdir(parents=True)
-    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
-    source = tmp_path / "src"
-    (source / "deploy").mkdir(parents=True)
-    (source / "app.py").write_text("print('hello')\n")
+    paths, source = fake_world(tmp_path)
+    (source / "deploy").mkdir()
     host = FakeHost()
 
     def write(template: str):

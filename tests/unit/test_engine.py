@@ -6,11 +6,9 @@ never reach a diff, verbs are desired states."""
 import json
 import pytest
 
-from fakehost import FakeHost
+from fakehost import FakeHost, fake_world
 from ripdep import engine, report
 from ripdep.errors import ApplyFailed, PreconditionFailed, RipdepError, ValidationFailed
-from ripdep.hostconfig import DEFAULT_TEXT
-from ripdep.paths import Paths
 from ripdep.state import AppState
 
 MANIFEST = """source = "{source}"
@@ -26,13 +24,7 @@ TOKEN = "generate"
 @pytest.fixture
 def world(tmp_path):
     """(paths, host, write_manifest): a host config on disk under tmp_path, everything else fake."""
-    paths = Paths(tmp_path / "root")
-    paths.host_config.parent.mkdir(parents=True)
-    # no watch window after a switch: these runs are not about releases (test_release_engine.py is)
-    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "app.py").write_text("print('hello')\n")
+    paths, source = fake_world(tmp_path)
 
     def write(greeting="hello", extra="", top=""):
         path = tmp_path / "ripdep.toml"

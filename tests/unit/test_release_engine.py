@@ -4,11 +4,9 @@ rollback pin, and the records that say what happened."""
 
 import pytest
 
-from fakehost import FakeHost
+from fakehost import FakeHost, fake_world
 from ripdep import engine, releases
 from ripdep.errors import RolledBack
-from ripdep.hostconfig import DEFAULT_TEXT
-from ripdep.paths import Paths
 
 MANIFEST = """source = "{source}"
 start = ["/usr/bin/python3", "app.py"]
@@ -20,12 +18,7 @@ GREETING = "{greeting}"
 
 @pytest.fixture
 def world(tmp_path):
-    paths = Paths(tmp_path / "root")
-    paths.host_config.parent.mkdir(parents=True)
-    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "app.py").write_text("print('v1')\n")
+    paths, source = fake_world(tmp_path, "print('v1')\n")
     host = FakeHost()
 
     def deploy(greeting="hello", **kw):
@@ -105,8 +98,7 @@ def test_a_first_deploy_has_nothing_to_go_back_to(world):
 
 def test_old_releases_are_pruned_but_never_the_live_or_the_previous_one(world):
     paths, host, source, deploy = world
-    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0")
-                                 .replace("releases_keep = 5", "releases_keep = 2"))
+    paths.host_config.write_text(paths.host_config.read_text().replace("releases_keep = 5", "releases_keep = 2"))
     for i in range(5):
         (source / "app.py").write_text(f"print({i})\n")
         deploy()

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from fakehost import FakeHost
+from fakehost import FakeHost, fake_world
 from ripdep import engine, render
 from ripdep.diagnose import diagnose
 from ripdep.errors import BadInput
 from ripdep.host import http
 from ripdep.host.http import Probe
-from ripdep.hostconfig import DEFAULT_TEXT
-from ripdep.paths import Paths
 from ripdep.spec import Health, parse_manifest
 
 MANIFEST = Path("/srv/src/hello/ripdep.toml")
@@ -188,13 +186,8 @@ def test_a_4xx_is_a_wrong_health_check_and_a_wrong_port_is_said_so():
 
 @pytest.fixture
 def world(tmp_path):
-    paths = Paths(tmp_path / "root")
-    paths.host_config.parent.mkdir(parents=True)
-    # no watch window after a switch: these runs are not about releases (test_releases.py is)
-    paths.host_config.write_text(DEFAULT_TEXT.replace("releases_watch = 10", "releases_watch = 0"))
-    source = tmp_path / "src"
-    (source / "deploy").mkdir(parents=True)
-    (source / "app.py").write_text("print('hello')\n")
+    paths, source = fake_world(tmp_path)
+    (source / "deploy").mkdir()
     host = FakeHost()
 
     def write(template: str, files: str = '"app.yaml" = "deploy/app.yaml.j2"', extra: str = ""):
