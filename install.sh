@@ -211,9 +211,9 @@ home = os.path.realpath("$PREFIX/current")
 if not os.path.isdir(os.path.join(home, "ripdep")):
     sys.exit("ripdep: no version at $PREFIX/current (reinstall: sudo ./install.sh)")
 sys.path[0] = home  # instead of this script's folder, which holds no modules
-from ripdep.cli import main  # noqa: E402
+from ripdep.fast import main  # noqa: E402  (`ripdep list` without click; the rest through ripdep.cli)
 
-sys.exit(main())
+main()
 EOF
 
 # keep the version in use and the one before it (for --rollback); a run still on an older one has

@@ -131,7 +131,7 @@ def test_an_install_from_before_versions_upgrades_in_place_and_a_rerun_changes_n
     # the layout install.sh made before: ripdep itself in the venv, pip's entry point at bin/ripdep
     ct.run(f"{P}/bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-index",
            "--no-build-isolation", SRC_A, check=True)
-    assert "from ripdep.cli import main" in ct.run("cat", f"{P}/bin/ripdep", check=True).stdout
+    assert "from ripdep.fast import main" in ct.run("cat", f"{P}/bin/ripdep", check=True).stdout
     deploy(ct, "inst-old", manifest())
 
     first = install(ct)
