@@ -211,7 +211,7 @@ home = os.path.realpath("$PREFIX/current")
 if not os.path.isdir(os.path.join(home, "ripdep")):
     sys.exit("ripdep: no version at $PREFIX/current (reinstall: sudo ./install.sh)")
 sys.path[0] = home  # instead of this script's folder, which holds no modules
-from ripdep.fast import main  # noqa: E402  (`ripdep list` without click; the rest through ripdep.cli)
+from ripdep.fast import main  # noqa: E402  (ripdep list without click; the rest through ripdep.cli)
 
 main()
 EOF
