@@ -5,6 +5,7 @@ against real hosts are tests/integration/test_two_hosts.py."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -100,6 +101,8 @@ def test_ansible_doc_reads_each_module(name):
     proc = ansible("ansible-doc", "--json", f"ripdep.ripdep.{name}")
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
     assert f"ripdep.ripdep.{name}" in proc.stdout
+    options = json.loads(proc.stdout)[f"ripdep.ripdep.{name}"]["doc"]["options"]
+    assert options["executable"]["default"] == "ripdep"  # from the shared doc fragment
 
 
 def test_ansible_doc_reads_the_role():

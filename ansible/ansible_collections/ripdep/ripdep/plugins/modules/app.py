@@ -49,10 +49,8 @@ options:
     description: With O(state=absent), take and verify a backup first (C(ripdep destroy --backup)).
     type: bool
     default: false
-  executable:
-    description: The ripdep command on the target.
-    type: str
-    default: ripdep
+extends_documentation_fragment:
+  - ripdep.ripdep.ripdep
 notes:
   - Needs root on the target (C(become=true)).
   - Supports check mode and diff mode.

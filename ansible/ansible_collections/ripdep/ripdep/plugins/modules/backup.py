@@ -38,10 +38,8 @@ options:
       - With O(command=take), take one only if the newest verified backup is older than this many seconds;
         otherwise report it with C(changed=false). Keeps a play that takes backups idempotent.
     type: int
-  executable:
-    description: The ripdep command on the target.
-    type: str
-    default: ripdep
+extends_documentation_fragment:
+  - ripdep.ripdep.ripdep
 notes:
   - Needs root on the target (C(become=true)).
   - In check mode O(command=take) and O(command=restore) change nothing and report C(changed=true)

@@ -23,10 +23,8 @@ options:
     elements: str
     default: []
     aliases: [apps]
-  executable:
-    description: The ripdep command on the target.
-    type: str
-    default: ripdep
+extends_documentation_fragment:
+  - ripdep.ripdep.ripdep
 notes:
   - Needs root on the target (C(become=true)); C(ripdep status) needs no TTY, so C(sudo -n) works.
 author:
