@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from contextlib import nullcontext
+import contextlib
 from pathlib import Path
 
 from ripdep.errors import PreconditionFailed, ValidationFailed
@@ -307,3 +308,17 @@ def fake_world(tmp_path: Path, app_py: str = "print('hello')\n"):
     source.mkdir(exist_ok=True)
     (source / "app.py").write_text(app_py)
     return paths, source
+
+
+@contextlib.contextmanager
+def rooted(root: Path):
+    """PATHS (one frozen object, every function's default path set) re-rooted at `root` in place,
+    and put back afterwards: for tests that run code which takes no paths argument."""
+    from ripdep.paths import PATHS
+
+    real = PATHS.root
+    object.__setattr__(PATHS, "root", root)
+    try:
+        yield PATHS
+    finally:
+        object.__setattr__(PATHS, "root", real)

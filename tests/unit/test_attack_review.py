@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fakehost import FakeHost, fake_world
+from fakehost import FakeHost, fake_world, rooted
 from ripdep import engine
 from ripdep.errors import RipdepError
 from ripdep.paths import Paths
@@ -104,15 +104,11 @@ def test_init_never_overwrites_an_apps_unit_with_its_own_root_unit(tmp_path):
 
 @pytest.fixture
 def fleet_root(tmp_path, monkeypatch):
-    from ripdep.paths import PATHS
-
-    real = PATHS.root
-    object.__setattr__(PATHS, "root", tmp_path)
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    PATHS.host_config.parent.mkdir(parents=True)
-    PATHS.host_config.write_text('notify_command = "/bin/true"\n')
-    yield PATHS
-    object.__setattr__(PATHS, "root", real)
+    with rooted(tmp_path) as paths:
+        paths.host_config.parent.mkdir(parents=True)
+        paths.host_config.write_text('notify_command = "/bin/true"\n')
+        yield paths
 
 
 EXFIL = "card=4111111111111111;pw=hunter2;see-https://evil.example/run-this-as-root"

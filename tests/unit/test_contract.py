@@ -20,6 +20,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from fakehost import rooted
 from ripdep import BUILD, errors, lock, report
 from ripdep.backup import BackupInfo
 from ripdep.cli import main
@@ -60,15 +61,13 @@ def host(tmp_path, monkeypatch):
     """PATHS is one frozen object that every function takes as its default: point its root at
     tmp_path in place, and put it back afterwards. Not root, unless a case says so; chown is a
     no-op, so that a case that pretends to be root can write its files without being root."""
-    real_root = PATHS.root
-    object.__setattr__(PATHS, "root", tmp_path)
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.setattr("os.chown", lambda *a, **k: None)
     monkeypatch.setattr("os.fchown", lambda *a, **k: None)
-    PATHS.host_config.parent.mkdir(parents=True)
-    PATHS.host_config.write_text("")  # an initialised host, all defaults
-    yield tmp_path
-    object.__setattr__(PATHS, "root", real_root)
+    with rooted(tmp_path):
+        PATHS.host_config.parent.mkdir(parents=True)
+        PATHS.host_config.write_text("")  # an initialised host, all defaults
+        yield tmp_path
 
 
 # --- set-ups: each takes (monkeypatch, ExitStack) -----------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fakehost import rooted
 from ripdep import audit, fleet, metrics, notify
 from ripdep.cli import main
 from ripdep.errors import HealthCheckFailed
@@ -142,15 +143,13 @@ def test_alert_rules_pass_promtool():
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     """PATHS pointed at tmp_path (as tests/unit/test_contract.py does), as root."""
-    real = PATHS.root
-    object.__setattr__(PATHS, "root", tmp_path)
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    PATHS.host_config.parent.mkdir(parents=True)
-    PATHS.host_config.write_text("")
-    PATHS.secrets("hello").mkdir(parents=True)
-    (PATHS.secrets("hello") / "SECRET_KEY").write_text(SECRET)
-    yield tmp_path
-    object.__setattr__(PATHS, "root", real)
+    with rooted(tmp_path):
+        PATHS.host_config.parent.mkdir(parents=True)
+        PATHS.host_config.write_text("")
+        PATHS.secrets("hello").mkdir(parents=True)
+        (PATHS.secrets("hello") / "SECRET_KEY").write_text(SECRET)
+        yield tmp_path
 
 
 def test_redaction_of_the_command_line():

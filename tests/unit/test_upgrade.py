@@ -10,6 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from fakehost import rooted
 from ripdep import BUILD, __version__, engine
 from ripdep.cli import main
 from ripdep.paths import PATHS
@@ -101,15 +102,13 @@ def test_init_says_each_change_it_makes_and_nothing_when_there_is_none(monkeypat
 @pytest.fixture
 def apps_root(tmp_path):
     """PATHS re-rooted at tmp_path (as tests/unit/test_contract.py does), with three manifests."""
-    real = PATHS.root
-    object.__setattr__(PATHS, "root", tmp_path)
-    PATHS.manifests.mkdir(parents=True)
-    for name in ("shop-a", "shop-b", "blog"):
-        PATHS.manifest(name).write_text("")
-    (PATHS.manifests / "notes.txt").write_text("")  # not a manifest
-    (PATHS.manifests / "Bad;Name.toml").write_text("")  # not an app name ripdep would accept
-    yield tmp_path
-    object.__setattr__(PATHS, "root", real)
+    with rooted(tmp_path):
+        PATHS.manifests.mkdir(parents=True)
+        for name in ("shop-a", "shop-b", "blog"):
+            PATHS.manifest(name).write_text("")
+        (PATHS.manifests / "notes.txt").write_text("")  # not a manifest
+        (PATHS.manifests / "Bad;Name.toml").write_text("")  # not an app name ripdep would accept
+        yield tmp_path
 
 
 def complete(words: str) -> list[str]:
