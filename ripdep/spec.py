@@ -396,9 +396,8 @@ def _backup(table: dict) -> Backup:
     _unknown(table, BACKUP_KEYS, "backup.")
     schedule = _text(table, "schedule", "a string such as \"daily\"", "backup.")
     keep = _get(table, "keep", int, "an integer", "backup.")
-    if schedule is not None and (not CALENDAR.fullmatch(schedule) or schedule.strip() != schedule):
-        raise BadInput(f"manifest key 'backup.schedule': {schedule!r} is not a calendar expression like "
-                       "\"daily\" or \"*-*-* 03:00:00\"")
+    if schedule is not None:
+        _calendar(schedule, "manifest key 'backup.schedule'")
     if keep is not None and not 1 <= keep <= 1000:
         raise BadInput(f"manifest key 'backup.keep': {keep} is out of range 1..1000")
     return Backup(schedule, keep)

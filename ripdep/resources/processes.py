@@ -16,9 +16,10 @@ import hashlib
 
 from ripdep import render
 from ripdep.context import Context
-from ripdep.errors import BadInput
 from ripdep.resources import Action, Change, Record, RemoveFile, Step, Symlink, Systemctl
 from ripdep.resources.file import DesiredFile, has_marker, plan_file
+from ripdep.resources.schedule import check_calendar
+from ripdep.resources.service import ACTIVE
 from ripdep.resources.unit import validate_unit, verifiable
 
 
@@ -65,10 +66,7 @@ def plan_files(ctx: Context) -> Step:
                 validate_unit(host, name, verifiable(ctx, text), ctx.spec.profile)
             else:
                 job = name[len(paths.app_units_prefix(app)) + len("job."):-len(".timer")]
-                problems = host.check_calendar(ctx.spec.cron[job].schedule)
-                if problems:
-                    raise BadInput(f"manifest key 'cron.{job}.schedule': {ctx.spec.cron[job].schedule!r} is not a "
-                                   "systemd calendar expression", details=problems)
+                check_calendar(host, ctx.spec.cron[job].schedule, f"cron.{job}.schedule")
         changes += written
         link = paths.app_wants(app) / name
         if pulled_in(name) and not host.is_link(link):
@@ -105,10 +103,10 @@ def plan_run(ctx: Context, web: Step, record_hash: bool = True) -> Step:
         record = (Record.of(process_hashes={**hashes, name: new}),) if hashes.get(name) != new else ()
         hashes[name] = new
         if not running:
-            if not web_stops and (is_active_state(state) or state == "failed"):  # else PartOf= stops it
+            if not web_stops and (state in ACTIVE or state == "failed"):  # else PartOf= stops it
                 changes.append(Change(rid, Action.STOP, f"stop {name}", ops=(
                     Systemctl(("stop", name)), Systemctl(("reset-failed", name), quiet=True))))
-        elif not is_active_state(state):
+        elif state not in ACTIVE:
             changes.append(Change(rid, Action.START, f"start {name}", ops=(
                 Systemctl(("reset-failed", name), quiet=True), Systemctl(("start", name)), *record)))
         elif record and not web_restarts:
@@ -117,8 +115,3 @@ def plan_run(ctx: Context, web: Step, record_hash: bool = True) -> Step:
         elif record:  # restarted with the web unit (PartOf=)
             web.changes[-1].then(*record)
     return Step(f"processes-service:{app}", changes)
-
-
-def is_active_state(state: str) -> bool:
-    return state in ("active", "activating", "reloading")
-

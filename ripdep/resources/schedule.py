@@ -13,11 +13,11 @@ from ripdep.resources.file import DesiredFile, plan_file, refuse_foreign
 RIPDEP = "/usr/local/bin/ripdep"
 
 
-def check_calendar(host, expr: str) -> None:
+def check_calendar(host, expr: str, key: str = "backup.schedule") -> None:
+    """systemd-analyze calendar's verdict on a manifest's OnCalendar= value, naming its key."""
     problems = host.check_calendar(expr)
     if problems:
-        raise BadInput(f"manifest key 'backup.schedule': {expr!r} is not a systemd calendar expression",
-                       details=problems)
+        raise BadInput(f"manifest key '{key}': {expr!r} is not a systemd calendar expression", details=problems)
 
 
 def plan(ctx: Context) -> Step:

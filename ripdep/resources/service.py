@@ -30,8 +30,11 @@ def started_hash(ctx: Context) -> str:
     return hashlib.sha256(f"{ctx.unit_text}\0{ctx.env_text}\0{ctx.code_hash}{files}".encode()).hexdigest()
 
 
+ACTIVE = ("active", "activating", "reloading")  # ActiveState= values of a unit that runs or is starting
+
+
 def is_active(state: systemd.UnitState | None) -> bool:
-    return state is not None and state.active_state in ("active", "activating", "reloading")
+    return state is not None and state.active_state in ACTIVE
 
 
 def diff_service(unit: str, desired: str, state: systemd.UnitState | None, unit_file_changes: bool,
