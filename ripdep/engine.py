@@ -274,10 +274,9 @@ def revertible(ctx: Context):
     first deploy, a rollback, or a run that made no new release)."""
     if ctx.pending is None or ctx.pin is not None:
         return None
-    from ripdep.releases import previous_good, read_records
+    from ripdep.releases import previous_good
 
-    records = read_records(ctx.host, ctx.paths, ctx.app)
-    before = previous_good(records, ctx.pending.id)
+    before = previous_good(ctx.releases, ctx.pending.id)  # the records as planned: the live one is among them
     return before if before is not None and ctx.host.is_dir(ctx.paths.releases_root(ctx.app) / before.tree) else None
 
 
@@ -319,7 +318,7 @@ def revert(ctx: Context, result: RunResult, previous, why: str, progress) -> Non
                        + (f"; the backup taken before it is {failed.backup} (ripdep rollback "
                           f"{ctx.app} --with-data --yes restores it)" if failed.backup else ""))
     try:
-        with releases.manifest_snapshot(previous) as snapshot:
+        with manifest.temporary(previous.id, previous.manifest) as snapshot:
             back = converge(ctx.app, snapshot, lock=False, host=ctx.host, paths=ctx.paths, progress=progress,
                             pin=previous)
     except RipdepError as e:

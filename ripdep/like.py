@@ -9,7 +9,6 @@ parameters. The result is validated like any manifest before anything changes, t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from ripdep import names
 from ripdep.errors import BadInput, UnknownApp
@@ -70,17 +69,9 @@ def manifest_like(new: str, like: str, sets: tuple[str, ...], paths: Paths = PAT
 
 
 def deploy_like(new: str, like: str, sets: tuple[str, ...], check: bool = False, paths: Paths = PATHS, progress=None):
-    import os
-    import tempfile
-
     from ripdep import engine
+    from ripdep.resources.manifest import temporary
 
     engine.require_root()
-    text = manifest_like(new, like, sets, paths)
-    fd, name = tempfile.mkstemp(prefix=f"ripdep-{new}.", suffix=".toml")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        return engine.deploy(new, Path(name), check=check, paths=paths, progress=progress or (lambda s: None))
-    finally:
-        os.unlink(name)
+    with temporary(new, manifest_like(new, like, sets, paths)) as manifest_file:
+        return engine.deploy(new, manifest_file, check=check, paths=paths, progress=progress or (lambda s: None))

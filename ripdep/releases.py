@@ -133,23 +133,6 @@ def manifest_hash(spec) -> str:
 
 # --- records ----------------------------------------------------------------------------------
 
-def manifest_snapshot(release: Release):
-    """A context manager: the release's manifest in a root-only temporary file, for a deploy of it."""
-    import contextlib
-    import tempfile
-
-    @contextlib.contextmanager
-    def snapshot():
-        fd, name = tempfile.mkstemp(prefix=f"ripdep-{release.id}.", suffix=".toml")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(release.manifest)
-            yield Path(name)
-        finally:
-            os.unlink(name)
-    return snapshot()
-
-
 def render_record(app: str, release: Release) -> bytes:
     import tomli_w
 

@@ -15,6 +15,7 @@ from ripdep.host import Host
 from ripdep.lock import app_lock
 from ripdep.ops import require_app
 from ripdep.paths import PATHS, Paths
+from ripdep.resources.manifest import temporary
 
 
 def list_releases(app: str, paths: Paths = PATHS) -> list[dict]:
@@ -77,7 +78,7 @@ def rollback(app: str, ref: str | None = None, with_data: bool = False, yes: boo
                 from ripdep.errors import BackupInvalid
 
                 raise BackupInvalid(f"backup {live.backup} fails its checks; nothing was changed", details=problems)
-        with releases.manifest_snapshot(target) as snapshot:
+        with temporary(target.id, target.manifest) as snapshot:
             result = engine.converge(app, snapshot, lock=False, host=host, paths=paths, progress=progress, pin=target)
         if live is not None:
             op = releases.write_record_op(paths, app, replace(live, outcome="rolled_back",

@@ -4,6 +4,7 @@ installed copy no longer sits beside the code) and through `ripdep config set/un
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ripdep.paths import Paths
@@ -31,3 +32,19 @@ def plan(host, app: str, manifest_file: Path | None, paths: Paths) -> tuple[Step
     want = DesiredFile(paths.manifest(app), text.encode(), 0o640,
                        dirs=((paths.manifests.parent, 0o755), (paths.manifests, 0o750)))
     return Step(rid, plan_file(host, rid, want), str(paths.manifest(app))), text
+
+
+@contextlib.contextmanager
+def temporary(label: str, text: str):
+    """A manifest's text in a root-only temporary file, for a deploy of it (`deploy --like`, a
+    release's manifest on a rollback or revert): the engine reads manifests from files."""
+    import os
+    import tempfile  # here: a deploy that needs no temporary manifest does not pay for the import
+
+    fd, name = tempfile.mkstemp(prefix=f"ripdep-{label}.", suffix=".toml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        yield Path(name)
+    finally:
+        os.unlink(name)
