@@ -250,12 +250,16 @@ def forge(ct, src: str, app: str, edit: str = "") -> str:
     return target
 
 
-def test_restore_refuses_a_hostile_foreign_backup_and_creates_nothing(ct):
-    app = App(ct, "donor")
-    assert app.deploy(manifest())[0] == 0
-    code, doc = backup_json(ct, "donor")
+def donor_backup(ct, name: str) -> str:
+    """The path of a verified backup of a freshly deployed probe app `name`."""
+    assert App(ct, name).deploy(manifest())[0] == 0
+    code, doc = backup_json(ct, name)
     assert code == 0, doc
-    src = doc["data"]["backup"]["path"]
+    return doc["data"]["backup"]["path"]
+
+
+def test_restore_refuses_a_hostile_foreign_backup_and_creates_nothing(ct):
+    src = donor_backup(ct, "donor")
     cases = [
         # a start command systemd would run as root
         ("sed -i 's|^start = .*|start = [\"+/bin/sh\", \"-c\", \"id\"]|' manifest.toml", "ExecStart= prefix"),
@@ -295,16 +299,13 @@ def no_trace_of(ct, app: str) -> None:
     for path in (f"/etc/ripdep/apps/{app}.toml", f"/etc/ripdep/secrets/{app}", f"/etc/ripdep/env/{app}.env",
                  f"/var/lib/ripdep/state/{app}.toml", f"/etc/systemd/system/ripdep-{app}.service",
                  f"/etc/caddy/ripdep/paths/{app}.caddy", f"/srv/ripdep/{app}", f"/var/lib/ripdep/apps/{app}",
-                 f"/var/lib/ripdep/apps/.{app}.restore"):
+                 f"/var/lib/ripdep/apps/.{app}.restore", f"/srv/ripdep/{app}.releases",
+                 f"/var/lib/ripdep/releases/{app}", f"/etc/ripdep/files/{app}"):
         assert ct.run("test", "-e", path).returncode != 0, path
 
 
 def test_a_restore_that_fails_after_creating_the_app_takes_it_back(ct):
-    app = App(ct, "donor2")
-    assert app.deploy(manifest())[0] == 0
-    code, doc = backup_json(ct, "donor2")
-    assert code == 0, doc
-    src = doc["data"]["backup"]["path"]
+    src = donor_backup(ct, "donor2")
     # a dump that does not restore: found only once the app's role restores it, after the app was created
     path = forge(ct, src, "stray", "printf 'PGDMP garbage' > db.dump && printf s3cret > secrets/TOKEN")
     proc = ct.ripdep("restore", "stray", path, "--yes", "--json")
