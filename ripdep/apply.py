@@ -68,10 +68,9 @@ def apply_op(op, ctx) -> None:
         case LiveRecord():
             from dataclasses import replace
 
-            from ripdep.releases import write_record_op
+            from ripdep.releases import write_record
 
-            live = write_record_op(ctx.paths, ctx.app, replace(ctx.pending, outcome="live"))
-            host.write_file(live.path, live.content, mode=live.mode)
+            write_record(host, ctx.paths, ctx.app, replace(ctx.pending, outcome="live"))
         case RemoveTrees():
             host.remove_trees(ctx.paths, op.app, list(op.trees))
         case ReleasePhase():

@@ -310,8 +310,7 @@ def revert(ctx: Context, result: RunResult, previous, why: str, progress) -> Non
 
     assert ctx.pending is not None  # revertible() found a release to go back to from it
     failed = replace(ctx.pending, outcome="rolled_back", reason=why[:500])
-    op = releases.write_record_op(ctx.paths, ctx.app, failed)
-    ctx.host.write_file(op.path, op.content, mode=op.mode)
+    releases.write_record(ctx.host, ctx.paths, ctx.app, failed)
     details = [f"failed release {failed.id}: {why}", f"now serving release {previous.id}"]
     if failed.release_ran:
         details.append("its release phase ran: the database may be migrated"

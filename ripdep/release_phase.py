@@ -68,5 +68,4 @@ def run_release_phase(ctx, release_id: str) -> None:
                             + ["output:"] + [f"  {line}" for line in output[-OUTPUT_LINES:]])
     done_release = replace(release, release_ran=True, backup=backup_name)
     ctx.pending = done_release
-    op = releases.write_record_op(paths, app, done_release)
-    ctx.host.write_file(op.path, op.content, mode=op.mode)
+    releases.write_record(ctx.host, paths, app, done_release)

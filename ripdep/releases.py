@@ -116,6 +116,12 @@ def write_record_op(paths, app: str, release: Release):
                      dirs=((folder.parent, 0o700), (folder, 0o700)))
 
 
+def write_record(host, paths, app: str, release: Release) -> None:
+    """The record written now, outside a plan (an outcome known only after the switch)."""
+    op = write_record_op(paths, app, release)
+    host.write_file(op.path, op.content, mode=op.mode)
+
+
 def tree_name(stamp: str, code_hash: str) -> str:
     return f"{stamp}-{code_hash[:12]}"
 

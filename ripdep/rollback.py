@@ -81,9 +81,8 @@ def rollback(app: str, ref: str | None = None, with_data: bool = False, yes: boo
         with temporary(target.id, target.manifest) as snapshot:
             result = engine.converge(app, snapshot, lock=False, host=host, paths=paths, progress=progress, pin=target)
         if live is not None:
-            op = releases.write_record_op(paths, app, replace(live, outcome="rolled_back",
-                                                              reason=f"ripdep rollback to {target.id}"))
-            host.write_file(op.path, op.content, mode=op.mode)
+            releases.write_record(host, paths, app, replace(live, outcome="rolled_back",
+                                                            reason=f"ripdep rollback to {target.id}"))
         if backup_folder is not None:
             from ripdep.dataops import _restore_parts
 
